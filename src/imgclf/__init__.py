@@ -10,14 +10,14 @@ Example:
 """
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "load", "ImgclfError", "__version__"]
+__all__ = ["train", "evaluate_run", "load", "ImgclfError", "__version__"]
 
 
 def __getattr__(name):
     if name == "train":
         from imgclf.workflow import train
         return train
-    if name == "evaluate":
+    if name == "evaluate_run":  # not "evaluate": that is the imgclf.evaluate module
         from imgclf.workflow import evaluate_run
         return evaluate_run
     if name == "load":
