@@ -1,0 +1,279 @@
+"""Images on disk -> a checked, split, reported Dataset -> uint8 arrays -> tf.data pipelines.
+
+``load_dataset`` finds the images (layouts.py), decodes every one once to catch bad files and
+record sizes, carves any missing val/test split by a seeded stratified split, and reports it
+all. ``load_images`` decodes and resizes (optionally into an on-disk cache) and
+``make_pipeline`` batches the arrays for training (pipeline.py).
+
+Example:
+    >>> ds = load_dataset("photos", seed=42)
+    >>> x = load_images(ds.paths["train"], 96)
+    >>> train = make_pipeline(x, ds.labels["train"], len(ds.class_names), 32, shuffle=True)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.errors import ImgclfError
+from imgclf.images import DEFAULT_MAX_PIXELS, BadImage, ImageInfo, inspect_image
+from imgclf.layouts import SPLITS, Found, find_images
+from imgclf.pipeline import class_weights, load_images, make_pipeline, map_threads
+from imgclf.runs import write_text_atomic
+
+__all__ = ["DataReport", "Dataset", "load_dataset", "save_split", "load_images", "make_pipeline",
+           "class_weights", "SPLITS"]
+
+
+@dataclass
+class DataReport:
+    """What was found: classes, counts per split, image sizes and modes, every skipped file."""
+
+    root: str
+    layout: str
+    classes: list[str]
+    counts: dict[str, dict[str, int]]  # split -> class -> images
+    sizes: dict[str, dict[str, int]]  # "width"/"height" -> "min"/"median"/"max"
+    modes: dict[str, int]  # original Pillow mode -> images
+    skipped: list[tuple[str, str]]  # (path, reason), in the order found
+    imbalance: float  # largest class / smallest class, all splits together
+    notes: list[str] = field(default_factory=list)  # where each split came from
+
+    def to_dict(self) -> dict:
+        """The report as JSON-ready dicts and lists (``data_report.json``).
+
+        Example:
+            >>> load_dataset("photos").report.to_dict()["counts"]["train"]
+            {'cat': 80, 'dog': 80}
+        """
+        return {"root": self.root, "layout": self.layout, "classes": list(self.classes),
+                "counts": {s: dict(c) for s, c in self.counts.items()},
+                "total": sum(sum(c.values()) for c in self.counts.values()),
+                "sizes": {k: dict(v) for k, v in self.sizes.items()}, "modes": dict(self.modes),
+                "imbalance": self.imbalance, "notes": list(self.notes),
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+    def format_text(self) -> str:
+        """A readable summary for ``imgclf inspect``, listing every skipped file and why.
+
+        Example:
+            >>> print(load_dataset("photos").report.format_text())  # doctest: +SKIP
+        """
+        width = max([len("class")] + [len(c) for c in self.classes])
+        lines = [f"{self.root}  (layout: {self.layout})",
+                 f"{len(self.classes)} classes, {self.to_dict()['total']} images",
+                 f"  {'class':<{width}}  " + "  ".join(f"{s:>6}" for s in SPLITS) + "   total"]
+        for name in self.classes:
+            row = [self.counts[s].get(name, 0) for s in SPLITS]
+            lines.append(f"  {name:<{width}}  " + "  ".join(f"{n:>6}" for n in row) + f"  {sum(row):>6}")
+        totals = [sum(self.counts[s].values()) for s in SPLITS]
+        lines.append(f"  {'all':<{width}}  " + "  ".join(f"{n:>6}" for n in totals) + f"  {sum(totals):>6}")
+        lines.append(f"imbalance (largest / smallest class): {self.imbalance:.2f}")
+        w, h = self.sizes.get("width", {}), self.sizes.get("height", {})
+        if w:
+            lines.append(f"image width  min {w['min']}, median {w['median']}, max {w['max']}")
+            lines.append(f"image height min {h['min']}, median {h['median']}, max {h['max']}")
+        lines.append("modes: " + ", ".join(f"{m} {n}" for m, n in sorted(self.modes.items())))
+        lines += [f"split: {note}" for note in self.notes]
+        lines.append(f"skipped {len(self.skipped)} file(s)" + (":" if self.skipped else ""))
+        lines += [f"  {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass
+class Dataset:
+    """Class names, and the image paths and integer labels of each split."""
+
+    class_names: list[str]
+    paths: dict[str, list[str]]  # "train" | "val" | "test" -> image paths
+    labels: dict[str, np.ndarray]  # same keys -> int32 indices into class_names
+    report: DataReport
+    root: str
+    layout: str
+
+    @property
+    def num_classes(self) -> int:
+        """len(class_names)."""
+        return len(self.class_names)
+
+
+def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                 seed: int = 42, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None) -> Dataset:
+    """Find, check and split a labelled image collection.
+
+    Every image is decoded once (threads; Pillow releases the GIL) so that bad files are
+    skipped and listed in the report with a reason, never dropped silently and never a crash.
+    A split the data does not define itself (no ``val/``, no ``split`` column...) is carved
+    from the training images by a stratified split seeded with ``seed``.
+
+    Args:
+        path: a folder of class folders, a folder with ``train/`` (+ ``val/``, ``test/``), or
+            a CSV of ``path,label[,split]``.
+        val_fraction: share of all images (class folders) or of train (split layouts) held
+            out for validation when the data has no val split.
+        test_fraction: likewise for the test split.
+        seed: drives the split.
+        max_pixels: larger images are refused as decompression bombs.
+        workers: decoding threads; None picks from the CPU count.
+
+    Returns:
+        Dataset whose class names are sorted and whose paths are sorted within each split.
+
+    Raises:
+        ImgclfError: see layouts.find_images; also a class left with no readable image.
+
+    Example:
+        >>> load_dataset("photos", val_fraction=0.2).layout
+        'class-folders'
+    """
+    found = find_images(path)
+    infos = _inspect_all([p for p, _, _ in found.entries], max_pixels, workers)
+    good = [(entry, info) for entry, info in zip(found.entries, infos) if isinstance(info, ImageInfo)]
+    skipped = list(found.skipped) + [(e[0], info) for e, info in zip(found.entries, infos) if isinstance(info, str)]
+    class_names = list(found.class_names or [])
+    _check_classes(found, class_names, [e for e, _ in good], skipped)
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([index[label] for (_, label, _), _ in good], dtype=np.int32)
+    given = np.array([split or "" for (_, _, split), _ in good], dtype=object)
+    assigned, notes = _assign_splits(labels, given, val_fraction, test_fraction, seed)
+    paths, split_labels = {}, {}
+    for split in SPLITS:
+        rows = sorted((good[i][0][0], int(labels[i])) for i in np.flatnonzero(assigned == split))
+        paths[split] = [p for p, _ in rows]
+        split_labels[split] = np.array([y for _, y in rows], dtype=np.int32)
+    report = _build_report(found, class_names, split_labels, [info for _, info in good], skipped, notes)
+    return Dataset(class_names, paths, split_labels, report, found.root, found.layout)
+
+
+def save_split(dataset: Dataset, path: str | os.PathLike) -> None:
+    """Write ``split.csv`` (split,path,label with the class name), atomically.
+
+    Loading that file with :func:`load_dataset` gives back exactly the same splits.
+
+    Args:
+        dataset: the loaded dataset.
+        path: the CSV file to write.
+
+    Example:
+        >>> save_split(load_dataset("photos"), "runs/photos/split.csv")
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["split", "path", "label"])
+    for split in SPLITS:
+        for image, label in zip(dataset.paths[split], dataset.labels[split]):
+            writer.writerow([split, os.path.abspath(image), dataset.class_names[int(label)]])
+    write_text_atomic(Path(path), buf.getvalue())
+
+
+def _inspect_all(paths: list[str], max_pixels: int, workers: int | None) -> list[ImageInfo | str]:
+    def one(path: str) -> ImageInfo | str:
+        try:
+            return inspect_image(path, max_pixels)
+        except BadImage as exc:
+            return exc.reason
+
+    return map_threads(one, paths, workers)
+
+
+def _check_classes(found: Found, class_names: list[str], good: list, skipped: list) -> None:
+    if len(class_names) < 2:
+        raise ImgclfError(f"{found.root}: only one class ('{class_names[0]}'); a classifier needs at least two")
+    if not good:
+        first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise ImgclfError(f"{found.root}: no readable images; {len(skipped)} file(s) skipped{first}")
+    have = {label for _, label, _ in good}
+    missing = [name for name in class_names if name not in have]
+    if missing:
+        raise ImgclfError(f"{found.root}: class '{missing[0]}' has no readable image "
+                          f"({len(missing)} such class(es)); see `imgclf inspect` for the skipped files")
+
+
+def _assign_splits(labels: np.ndarray, given: np.ndarray, val_fraction: float, test_fraction: float,
+                   seed: int) -> tuple[np.ndarray, list[str]]:
+    """The split of every image: as given by the data, else carved from the training pool."""
+    assigned = np.where(given == "", "train", given).astype(object)
+    pool = np.flatnonzero(assigned == "train")
+    source = "train" if (given != "").any() else "the images"
+    notes = []
+    test_carved = not (given == "test").any()
+    if test_carved:
+        take = stratified_take(labels, pool, test_fraction, seed)
+        assigned[take] = "test"
+        pool = np.setdiff1d(pool, take)
+        notes.append(f"test: {test_fraction:.0%} of {source}, stratified by class (seed {seed})")
+    else:
+        notes.append("test: as given by the data")
+    if not (given == "val").any():
+        # val_fraction is a share of everything, so rescale it to what is left after test.
+        rest = val_fraction / (1.0 - test_fraction) if test_carved and test_fraction < 1 else val_fraction
+        take = stratified_take(labels, pool, min(rest, 1.0), seed + 1)
+        assigned[take] = "val"
+        notes.append(f"val: {val_fraction:.0%} of {source}, stratified by class (seed {seed})")
+    else:
+        notes.append("val: as given by the data")
+    return assigned, notes
+
+
+def stratified_take(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices from ``pool`` to hold out: ``fraction`` of each class, seeded.
+
+    sklearn's stratified ``train_test_split`` does the work. A class with a single image in
+    the pool stays in it (holding it out would leave no example to train on), and when the
+    held-out share is smaller than the number of classes, which sklearn refuses, each class
+    gives ``round(fraction * count)`` images, at most all but one.
+
+    Args:
+        labels: class index of every image.
+        pool: the indices that may be taken.
+        fraction: the share of the pool to take, 0 to 1.
+        seed: random state of the split.
+
+    Returns:
+        Sorted indices, a subset of ``pool``.
+
+    Example:
+        >>> stratified_take(np.repeat([0, 1], 10), np.arange(20), 0.2, seed=0)
+        array([ 2,  7, 13, 16])
+    """
+    from sklearn.model_selection import train_test_split
+
+    pool = np.asarray(pool, dtype=np.int64)
+    if fraction <= 0 or pool.size == 0:
+        return np.empty(0, dtype=np.int64)
+    counts = np.bincount(labels[pool])
+    pool = pool[counts[labels[pool]] >= 2]
+    count = int(np.floor(fraction * pool.size + 0.5 + 1e-9))  # a count, not sklearn's ceil of a float
+    if count < 1 or pool.size < 2:
+        return np.empty(0, dtype=np.int64)
+    try:
+        _, take = train_test_split(pool, test_size=min(count, pool.size - 1), stratify=labels[pool],
+                                   random_state=seed)
+    except ValueError:
+        rng = np.random.default_rng(seed)
+        take = []
+        for c in np.unique(labels[pool]):
+            members = rng.permutation(pool[labels[pool] == c])
+            take.extend(members[: min(int(round(fraction * len(members))), len(members) - 1)])
+    return np.sort(np.asarray(take, dtype=np.int64))
+
+
+def _build_report(found: Found, class_names: list[str], labels: dict[str, np.ndarray],
+                  infos: list[ImageInfo], skipped: list, notes: list[str]) -> DataReport:
+    counts = {s: {name: int(n) for name, n in zip(class_names, np.bincount(labels[s], minlength=len(class_names)))}
+              for s in SPLITS}
+    totals = [sum(counts[s][name] for s in SPLITS) for name in class_names]
+    sizes = {}
+    for key in ("width", "height"):
+        values = np.array([getattr(info, key) for info in infos])
+        sizes[key] = {"min": int(values.min()), "median": int(round(float(np.median(values)))), "max": int(values.max())}
+    modes: dict[str, int] = {}
+    for info in infos:
+        modes[info.mode] = modes.get(info.mode, 0) + 1
+    return DataReport(found.root, found.layout, list(class_names), counts, sizes, modes, skipped,
+                      round(max(totals) / min(totals), 3), notes)

@@ -1,0 +1,248 @@
+"""Decoded, resized uint8 arrays (in memory or an on-disk cache) and the tf.data pipelines.
+
+Part of the data stage; import these from ``imgclf.data``. TensorFlow is imported only when
+a pipeline is built, so ``imgclf inspect`` starts fast.
+
+Example:
+    >>> x = load_images(["a.jpg", "b.png"], 96)
+    >>> ds = make_pipeline(x, np.array([0, 1]), num_classes=2, batch_size=2)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+
+import numpy as np
+
+from imgclf.config import AugmentConfig
+from imgclf.errors import ImgclfError
+from imgclf.images import DEFAULT_MAX_PIXELS, BadImage, read_image, resize
+from imgclf.runs import atomic_path
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+T = TypeVar("T")
+R = TypeVar("R")
+_CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
+_IN_GRAPH_LIMIT = 1 << 30  # bytes; bigger arrays are fed batch by batch from NumPy
+
+
+def worker_count(workers: int | None = None) -> int:
+    """Threads for decoding: as given, else one per CPU (at most 16).
+
+    Pillow releases the GIL while decoding and resampling, so threads scale with cores for
+    photos; for tiny images Python overhead dominates and more threads only add contention.
+
+    Args:
+        workers: the number asked for; None or 0 for the default.
+
+    Returns:
+        A thread count of at least 1.
+
+    Example:
+        >>> worker_count(4)
+        4
+    """
+    if workers:
+        return max(1, int(workers))
+    return min(16, os.cpu_count() or 1)
+
+
+def map_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]`` in a thread pool; the first error cancels what has not started.
+
+    (A plain ``with ThreadPoolExecutor()`` would run every queued item before letting an error
+    or a Ctrl-C through.)
+
+    Args:
+        fn: called once per item, from worker threads.
+        items: the inputs.
+        workers: thread count; None for worker_count()'s default.
+
+    Returns:
+        The results, in the order of ``items``.
+
+    Example:
+        >>> map_threads(len, ["a", "bb"], workers=2)
+        [1, 2]
+    """
+    pool = ThreadPoolExecutor(worker_count(workers))
+    try:
+        return list(pool.map(fn, items))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                cache_dir: str | os.PathLike | None = None, workers: int | None = None) -> np.ndarray:
+    """Decode and squash every image to ``image_size`` once, in a thread pool.
+
+    With ``cache_dir`` the pixels go to a ``.npy`` file keyed by a hash of the paths, their
+    sizes and modification times and ``image_size``; a later call with the same inputs opens
+    it as a read-only memmap instead of decoding (and data larger than RAM stays on disk).
+
+    Args:
+        paths: image files, usually ``Dataset.paths[split]``.
+        image_size: side of the square output.
+        max_pixels: decompression-bomb limit, as in images.read_image.
+        cache_dir: folder for the cache file; None keeps everything in memory.
+        workers: decoding threads; None picks from the CPU count.
+
+    Returns:
+        uint8 array (N, image_size, image_size, 3); a read-only memmap when cached.
+
+    Raises:
+        ImgclfError: naming a file that is missing or no longer decodes.
+
+    Example:
+        >>> load_images(ds.paths["train"], 96, cache_dir="runs/x/cache").shape
+        (800, 96, 96, 3)
+    """
+    paths = [str(p) for p in paths]
+    shape = (len(paths), image_size, image_size, 3)
+    if cache_dir is None or not paths:
+        out = np.empty(shape, dtype=np.uint8)
+        _decode_into(out, paths, image_size, max_pixels, workers)
+        return out
+    cache = Path(cache_dir) / f"images-{image_size}px-{len(paths)}-{_cache_key(paths, image_size)}.npy"
+    if cache.is_file():
+        try:
+            cached = np.load(cache, mmap_mode="r")
+            if cached.shape == shape and cached.dtype == np.uint8:
+                return cached
+        except (OSError, ValueError):
+            pass  # unreadable cache: decode again and replace it
+    with atomic_path(cache, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        _decode_into(out, paths, image_size, max_pixels, workers)
+        out.flush()
+        del out  # close the map before the rename
+    return np.load(cache, mmap_mode="r")
+
+
+def _cache_key(paths: list[str], image_size: int) -> str:
+    stamps = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ImgclfError(f"{path}: cannot read ({exc.strerror or exc}); has it moved since loading?") from None
+        stamps.append((path, st.st_size, st.st_mtime_ns))
+    blob = json.dumps([_CACHE_VERSION, image_size, stamps]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _decode_into(out: np.ndarray, paths: list[str], image_size: int, max_pixels: int, workers: int | None) -> None:
+    def one(i: int) -> None:
+        try:
+            out[i] = resize(read_image(paths[i], max_pixels), image_size)
+        except BadImage as exc:
+            raise ImgclfError(f"{paths[i]}: {exc.reason} (did it change since the dataset was loaded?)") from None
+
+    map_threads(one, range(len(paths)), workers)
+
+
+def make_pipeline(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, *,
+                  shuffle: bool = False, seed: int = 0, augment: AugmentConfig | None = None,
+                  deterministic: bool = True) -> "tf.data.Dataset":
+    """Batches of (float32 images 0-255, one-hot float32 labels) for training or evaluation.
+
+    Only indices are shuffled (seeded, a new order every epoch), and each batch gathers its
+    images, so the array is never copied into a shuffle buffer. Arrays up to 1 GiB are copied
+    once into a TensorFlow constant; memmaps and bigger arrays stay in NumPy and are read a
+    batch at a time. Augmentation runs on whole batches. Keras' random layers draw from a
+    stateful seed generator, so in a parallel map batches would race for the draws and the
+    same seed would augment differently each run; ``deterministic=True`` (default) therefore
+    augments one batch at a time (each op still uses every core), ``False`` uses
+    ``num_parallel_calls=AUTOTUNE``.
+
+    Args:
+        images: uint8 (N, S, S, 3), from load_images.
+        labels: int class indices (N,).
+        num_classes: width of the one-hot labels.
+        batch_size: images per batch; the last batch may be smaller.
+        shuffle: reshuffle every epoch (training).
+        seed: drives the shuffle and the augmentation.
+        augment: train-time augmentation; None or all-zero factors for none.
+        deterministic: see above.
+
+    Returns:
+        A prefetched ``tf.data.Dataset``.
+
+    Example:
+        >>> x, y = next(iter(make_pipeline(images, labels, 3, 32, shuffle=True)))
+        >>> x.shape, y.shape
+        (TensorShape([32, 96, 96, 3]), TensorShape([32, 3]))
+    """
+    import tensorflow as tf
+
+    labels = np.asarray(labels, dtype=np.int32).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    order = tf.data.Dataset.range(len(labels))
+    if shuffle:
+        order = order.shuffle(max(1, len(labels)), seed=seed, reshuffle_each_iteration=True)
+    gather = _gather_fn(images, labels, num_classes)
+    ds = order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    augmenter = None
+    if augment is not None:
+        from imgclf.augment import build_augmenter
+
+        augmenter = build_augmenter(augment, seed)
+    if augmenter is not None:
+        calls = None if deterministic else tf.data.AUTOTUNE
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=calls)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _gather_fn(images: np.ndarray, labels: np.ndarray, num_classes: int):
+    import tensorflow as tf
+
+    size = tuple(images.shape[1:])
+    classes = tf.constant(labels)
+
+    def onehot(idx):
+        return tf.one_hot(tf.gather(classes, idx), num_classes, dtype=tf.float32)
+
+    if isinstance(images, np.memmap) or images.nbytes > _IN_GRAPH_LIMIT:
+        def read(idx):
+            return np.ascontiguousarray(images[np.asarray(idx)])
+
+        def gather(idx):
+            x = tf.numpy_function(read, [idx], tf.uint8, stateful=False)
+            x.set_shape((None,) + size)
+            return tf.cast(x, tf.float32), onehot(idx)
+        return gather
+    pixels = tf.constant(images)
+
+    def gather(idx):
+        return tf.cast(tf.gather(pixels, idx), tf.float32), onehot(idx)
+    return gather
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """"Balanced" class weights, n / (C * count_c), so every class weighs the same in the loss.
+
+    A class absent from ``labels`` gets weight 0 (it contributes no examples anyway).
+
+    Args:
+        labels: int class indices of the training images.
+        num_classes: C.
+
+    Returns:
+        float32 array (C,).
+
+    Example:
+        >>> class_weights(np.array([0, 0, 0, 1]), 2)
+        array([0.6666667, 2.       ], dtype=float32)
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = np.zeros(num_classes)
+    present = counts > 0
+    weights[present] = counts.sum() / (num_classes * counts[present])
+    return weights.astype(np.float32)

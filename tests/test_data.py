@@ -1,0 +1,284 @@
+"""data.py: layouts, bad files, stratified seeded splits, split.csv round trip, arrays, pipelines."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import _corpus
+from imgclf import data, pipeline
+from imgclf.config import AugmentConfig
+from imgclf.errors import ImgclfError
+from imgclf.images import BadImage
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """Class folders of solid-colour PNGs (20 per class), plus bad and non-image files."""
+    root = _corpus.write_classes(tmp_path_factory.mktemp("fruit") / "fruit", per_class=20)
+    bad = _corpus.write_bad(root / "apple" / "nested")  # nested below a class folder
+    good = _corpus.write_good(root / "grape" / "formats")
+    (root / "lime" / ".DS_Store").write_bytes(b"\x00\x01")
+    (root / "lime" / "notes.txt").write_text("hello")
+    (root / "README.md").write_text("fruit")
+    return {"root": root, "bad": bad, "good": good}
+
+
+@pytest.fixture(scope="module")
+def fruit(tree):
+    return data.load_dataset(tree["root"], seed=42, workers=2)
+
+
+def total(ds: data.Dataset) -> int:
+    return sum(len(p) for p in ds.paths.values())
+
+
+def test_bad_files_are_listed_with_reasons_and_good_ones_kept(tree, fruit):
+    skipped = dict(fruit.report.skipped)
+    for path, reason in tree["bad"].values():
+        assert skipped[str(path)].startswith(reason)
+    root = tree["root"]
+    assert skipped[str(root / "lime" / ".DS_Store")] == "hidden"
+    assert skipped[str(root / "lime" / "notes.txt")] == "not an image extension"
+    assert skipped[str(root / "README.md")] == "not inside a class folder"
+    assert len(skipped) == 7
+    assert total(fruit) == 60 + len(tree["good"])  # every good format kept
+    assert fruit.class_names == ["apple", "grape", "lime"] and fruit.layout == "class-folders"
+    text = fruit.report.format_text()
+    for path in skipped:
+        assert path in text
+
+
+def test_report_counts_sizes_modes_and_json(tree, fruit):
+    report = fruit.report.to_dict()
+    json.dumps(report)
+    counts = report["counts"]
+    assert sum(counts["train"].values()) + sum(counts["val"].values()) + sum(counts["test"].values()) == total(fruit)
+    assert counts["train"]["apple"] == len([y for y in fruit.labels["train"] if y == 0])
+    assert report["sizes"]["width"]["min"] == 4 and report["sizes"]["width"]["max"] == 32
+    assert report["sizes"]["width"]["median"] == 12
+    assert report["modes"]["I;16"] == 1 and report["modes"]["CMYK"] == 1 and report["modes"]["RGB"] > 60
+    assert report["imbalance"] == pytest.approx((20 + len(tree["good"])) / 20, abs=0.01)
+    assert report["skipped"][0].keys() == {"path", "reason"}
+
+
+def test_stratified_split_proportions_per_class(tmp_path):
+    root = _corpus.write_classes(tmp_path / "c", per_class=50)
+    ds = data.load_dataset(root, val_fraction=0.2, test_fraction=0.1, seed=1)
+    for y in range(3):
+        assert [int((ds.labels[s] == y).sum()) for s in data.SPLITS] == [35, 10, 5]
+    assert sorted(sum(ds.paths.values(), [])) == sorted(str(p) for p in root.rglob("*.png"))
+
+
+def test_same_seed_same_split_other_seed_other_split(tmp_path):
+    root = _corpus.write_classes(tmp_path / "c", per_class=30)
+    a, b = data.load_dataset(root, seed=3), data.load_dataset(root, seed=3)
+    c = data.load_dataset(root, seed=4)
+    assert a.paths == b.paths
+    assert a.paths["test"] != c.paths["test"] and a.paths["val"] != c.paths["val"]
+    assert all(p == sorted(p) for p in a.paths.values())
+
+
+def test_tiny_classes_are_split_without_crashing(tmp_path):
+    root = _corpus.write_classes(tmp_path / "c", per_class=3)
+    shutil.rmtree(root / "lime")
+    _corpus.write_classes(tmp_path / "c", per_class=1, classes={"lime": (0, 255, 0)})
+    ds = data.load_dataset(root, val_fraction=0.2, test_fraction=0.2)
+    assert total(ds) == 7
+    assert 2 in ds.labels["train"] and 2 not in ds.labels["val"]  # one image: stays in train
+    assert set(ds.labels["train"]) == {0, 1, 2}
+
+
+def test_split_folders_carve_missing_val_from_train(tmp_path):
+    _corpus.write_classes(tmp_path / "d" / "train", per_class=20)
+    _corpus.write_classes(tmp_path / "d" / "test", per_class=4)
+    ds = data.load_dataset(tmp_path / "d", val_fraction=0.25)
+    assert ds.layout == "split-folders"
+    assert [len(ds.paths[s]) for s in data.SPLITS] == [45, 15, 12]
+    assert all("/train/" in p for p in ds.paths["train"] + ds.paths["val"])
+    assert all("/test/" in p for p in ds.paths["test"])
+    assert any("val: 25% of train" in note for note in ds.report.notes)
+
+
+def test_split_folders_accept_validation_and_no_test(tmp_path):
+    _corpus.write_classes(tmp_path / "d" / "train", per_class=10)
+    _corpus.write_classes(tmp_path / "d" / "validation", per_class=2)
+    ds = data.load_dataset(tmp_path / "d", test_fraction=0.2)
+    assert [len(ds.paths[s]) for s in data.SPLITS] == [24, 6, 6]
+    assert all("/validation/" in p for p in ds.paths["val"])
+
+
+def test_split_folders_reject_a_class_missing_from_train(tmp_path):
+    _corpus.write_classes(tmp_path / "d" / "train", per_class=3)
+    _corpus.write_classes(tmp_path / "d" / "val", per_class=1, classes={"kiwi": (0, 0, 0)})
+    with pytest.raises(ImgclfError, match="class 'kiwi' is not in"):
+        data.load_dataset(tmp_path / "d")
+
+
+def test_csv_layout_with_header_split_and_relative_paths(tmp_path):
+    root = _corpus.write_classes(tmp_path / "imgs", per_class=6)
+    rows = ["label,path,split"]
+    for i, png in enumerate(sorted(root.rglob("*.png"))):
+        rows.append(f"{png.parent.name},imgs/{png.parent.name}/{png.name},{['train', 'test'][i % 2]}")
+    rows.append("apple,imgs/apple/gone.png,train")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    ds = data.load_dataset(tmp_path / "list.csv", val_fraction=0.2)
+    assert ds.layout == "csv" and ds.class_names == ["apple", "grape", "lime"]
+    assert len(ds.paths["test"]) == 9 and len(ds.paths["train"]) + len(ds.paths["val"]) == 9
+    assert ds.report.skipped == [(str(tmp_path / "imgs/apple/gone.png"), "file not found (line 20)")]
+
+
+def test_csv_without_header_and_absolute_paths(tmp_path):
+    root = _corpus.write_classes(tmp_path / "imgs", per_class=10)
+    lines = [f"{png},{png.parent.name}" for png in sorted(root.rglob("*.png"))]
+    (tmp_path / "list.csv").write_text("\n".join(lines) + "\n\n")
+    ds = data.load_dataset(tmp_path / "list.csv")
+    assert [len(ds.paths[s]) for s in data.SPLITS] == [24, 3, 3]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a.png,cat\nb.png\n", "line 2: expected path,label"),
+    ("path,label\na.png,cat,train\n", "line 2: expected 2 fields"),
+    ("a.png,cat,holdout\n", "line 1: split must be train, val or test"),
+    ("a.png,\n", "line 1: empty label"),
+])
+def test_malformed_csv_is_an_error_naming_the_line(tmp_path, text, message):
+    (tmp_path / "list.csv").write_text(text)
+    with pytest.raises(ImgclfError, match=message) as info:
+        data.load_dataset(tmp_path / "list.csv")
+    assert "list.csv" in str(info.value)
+
+
+def test_csv_classes_come_from_every_label(tmp_path):
+    root = _corpus.write_classes(tmp_path / "imgs", per_class=2)
+    lines = [f"{png},{png.parent.name}" for png in sorted(root.rglob("*.png"))]
+    (tmp_path / "one.csv").write_text("\n".join(lines[:2]) + "\n")
+    with pytest.raises(ImgclfError, match="one.csv: only one class \\('apple'\\)"):
+        data.load_dataset(tmp_path / "one.csv")
+    (tmp_path / "gone.csv").write_text("\n".join(lines + [f"{root}/kiwi.png,kiwi"]) + "\n")
+    with pytest.raises(ImgclfError, match="class 'kiwi' has no readable image"):
+        data.load_dataset(tmp_path / "gone.csv")
+
+
+def test_save_split_reproduces_the_same_split(tmp_path, fruit):
+    data.save_split(fruit, tmp_path / "split.csv")
+    again = data.load_dataset(tmp_path / "split.csv", seed=999)
+    assert again.class_names == fruit.class_names
+    assert again.paths == fruit.paths
+    for split in data.SPLITS:
+        np.testing.assert_array_equal(again.labels[split], fruit.labels[split])
+    assert (tmp_path / "split.csv").read_text().startswith("split,path,label\ntrain,")
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(ImgclfError, match="nowhere: no such file or folder"):
+        data.load_dataset(tmp_path / "nowhere")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(ImgclfError, match="no images found"):
+        data.load_dataset(tmp_path / "none")
+    _corpus.write_classes(tmp_path / "one", classes={"cat": (1, 2, 3)})
+    with pytest.raises(ImgclfError, match="only one class folder \\('cat'\\)"):
+        data.load_dataset(tmp_path / "one")
+    root = _corpus.write_classes(tmp_path / "empty", per_class=2)
+    (root / "zebra").mkdir()
+    with pytest.raises(ImgclfError, match="zebra: empty class folder"):
+        data.load_dataset(root)
+    _corpus.write_bad(tmp_path / "allbad" / "kiwi")
+    _corpus.write_classes(tmp_path / "allbad", per_class=2)
+    with pytest.raises(ImgclfError, match="class 'kiwi' has no readable image"):
+        data.load_dataset(tmp_path / "allbad")
+
+
+def test_load_images_decodes_and_squashes(fruit):
+    x = data.load_images(fruit.paths["train"][:5], 16, workers=2)
+    assert x.shape == (5, 16, 16, 3) and x.dtype == np.uint8
+    assert np.abs(x[0].astype(int) - _corpus.COLOURS["apple"]).max() <= 6
+    assert data.load_images([], 16).shape == (0, 16, 16, 3)
+
+
+def test_load_images_names_a_file_that_went_bad(tmp_path):
+    path = _corpus.save(_corpus.quadrant_image(), tmp_path / "x.png")
+    path.write_bytes(b"")
+    with pytest.raises(ImgclfError, match="x.png: empty file"):
+        data.load_images([path], 16)
+
+
+def test_disk_cache_is_reused_without_decoding(tmp_path, fruit, monkeypatch):
+    paths = fruit.paths["train"][:8]
+    first = data.load_images(paths, 16, cache_dir=tmp_path)
+    assert isinstance(first, np.memmap) and not first.flags.writeable
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise BadImage("decoded again", args[0])
+
+    monkeypatch.setattr(pipeline, "read_image", refuse)
+    second = data.load_images(paths, 16, cache_dir=tmp_path)
+    np.testing.assert_array_equal(first, second)
+    with pytest.raises(ImgclfError, match="decoded again"):  # other size: a new key, must decode
+        data.load_images(paths, 24, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*"))) == 1  # the failed attempt left no temp file
+
+
+def stack(ds):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), np.arange(20) % 3
+
+
+def test_pipeline_shapes_dtypes_and_unchanged_images(arrays):
+    images, labels = arrays
+    ds = data.make_pipeline(images, labels, 3, 8)
+    batches = list(ds)
+    assert [b[0].shape[0] for b in batches] == [8, 8, 4]
+    assert batches[0][0].dtype.name == "float32" and batches[0][1].dtype.name == "float32"
+    x, y = stack(ds)
+    np.testing.assert_array_equal(x, images.astype(np.float32))
+    np.testing.assert_array_equal(y, np.eye(3, dtype=np.float32)[labels])
+
+
+def test_pipeline_shuffle_is_seeded_and_changes_each_epoch(arrays):
+    images, labels = arrays
+    ds = data.make_pipeline(images, labels, 3, 32, shuffle=True, seed=5)
+    (x1, y1), (x2, _) = stack(ds), stack(ds)
+    same = data.make_pipeline(images, labels, 3, 32, shuffle=True, seed=5)
+    np.testing.assert_array_equal(stack(same)[0], x1)
+    assert not np.array_equal(x1, x2)
+    assert not np.array_equal(x1, images)
+    order = [int(np.flatnonzero((images == row).all(axis=(1, 2, 3)))[0]) for row in x1.astype(np.uint8)]
+    assert sorted(order) == list(range(20)) and (y1.argmax(1) == labels[order]).all()
+
+
+def test_pipeline_augmentation_changes_images_deterministically(arrays):
+    images, labels = arrays
+    cfg = AugmentConfig(rotation=0.1, flip="horizontal", zoom=0.2, brightness=0.2, contrast=0.2)
+    a = stack(data.make_pipeline(images, labels, 3, 8, augment=cfg, seed=1))[0]
+    b = stack(data.make_pipeline(images, labels, 3, 8, augment=cfg, seed=1))[0]
+    c = stack(data.make_pipeline(images, labels, 3, 8, augment=cfg, seed=2))[0]
+    assert not np.allclose(a, images)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert a.min() >= 0 and a.max() <= 255 and a.shape == images.shape
+
+
+def test_pipeline_from_memmap_matches_in_memory(tmp_path, arrays):
+    images, labels = arrays
+    np.save(tmp_path / "x.npy", images)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    a = stack(data.make_pipeline(mapped, labels, 3, 6, shuffle=True, seed=3))
+    b = stack(data.make_pipeline(images, labels, 3, 6, shuffle=True, seed=3))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_class_weights_are_balanced():
+    w = data.class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
+    np.testing.assert_allclose(w, [6 / 12, 6 / 4, 6 / 8, 0.0])
+    assert w.dtype == np.float32
