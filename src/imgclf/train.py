@@ -1,0 +1,221 @@
+"""The two training phases, with a train step of our own.
+
+Phase 1 trains the head on a frozen base; phase 2 unfreezes the top of the base and continues at
+a lower learning rate. The loop is ours rather than ``model.fit`` because Keras 3's ``fit`` fails
+under MultiWorkerMirroredStrategy (keras-team/keras#20585) and the cached-feature paths need the
+same loop; early stopping, schedules, class weights, checkpoints and logs are features of it.
+
+Example:
+    >>> rows = fit_two_phase(model, cfg.train, "efficientnet_lite0", train_ds, val_ds, logs)
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from imgclf.config import TrainConfig
+from imgclf.model import freeze_base, unfreeze_top
+
+HISTORY_KEYS = ("phase", "epoch", "loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy",
+                "val_top_k_accuracy", "lr", "seconds")
+
+
+@dataclass
+class EpochLog:
+    """Where each epoch's row goes: history.csv, TensorBoard, the terminal. Callables, so tests
+    and the API can pass their own."""
+
+    on_epoch: Callable[[dict], None] = lambda row: None
+    verbose: bool = True
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored loss has not improved for ``patience`` epochs; remember the best
+    weights. The best value carries over between phases, so fine-tuning that never beats the
+    head-only model ends with the head-only weights restored."""
+
+    patience: int
+    best: float = math.inf
+    best_weights: list | None = None
+    best_epoch: int = 0
+    wait: int = 0
+
+    def update(self, value: float, model: keras.Model, epoch: int) -> bool:
+        """Record one epoch; return True when training should stop."""
+        if value < self.best - 1e-6:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best_weights = [np.array(w) for w in model.get_weights()]
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def restore(self, model: keras.Model) -> None:
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+@dataclass
+class Schedule:
+    """Learning rate per epoch: reduce-on-plateau (halve after patience//2 flat epochs, down to
+    lr/100), cosine decay to lr/100 over the phase, or constant."""
+
+    kind: str
+    lr: float
+    epochs: int
+    patience: int
+    best: float = math.inf
+    wait: int = 0
+    current: float = field(init=False)
+
+    def __post_init__(self):
+        self.current = self.lr
+
+    def at_epoch(self, epoch: int) -> float:
+        if self.kind == "cosine":
+            floor = self.lr / 100
+            self.current = floor + 0.5 * (self.lr - floor) * (1 + math.cos(math.pi * epoch / self.epochs))
+        return self.current
+
+    def after_epoch(self, monitored: float) -> None:
+        if self.kind != "plateau":
+            return
+        if monitored < self.best - 1e-6:
+            self.best, self.wait = monitored, 0
+            return
+        self.wait += 1
+        if self.wait >= max(1, self.patience // 2):
+            self.current, self.wait = max(self.current * 0.5, self.lr / 100), 0
+
+
+def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, train_ds: tf.data.Dataset,
+                  val_ds: tf.data.Dataset | None, log: EpochLog, class_weights: np.ndarray | None = None
+                  ) -> list[dict]:
+    """The recipe: freeze the base, fit the head; unfreeze the top, fit again at a lower rate.
+
+    Args:
+        model: a classifier from imgclf.model.build_classifier.
+        cfg: the train section of the run config.
+        backbone: registry name, for the base's block structure.
+        train_ds, val_ds: batches of (float32 0-255 images, one-hot labels); val_ds may be None,
+            and then early stopping watches the training loss.
+        log: receives every epoch's row.
+        class_weights: per-class loss weights, or None.
+
+    Returns:
+        One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the best
+        weights seen.
+
+    Example:
+        >>> rows = fit_two_phase(model, TrainConfig(epochs=2), "efficientnet_lite0", tr, va, EpochLog())
+    """
+    stopper = EarlyStopping(cfg.patience)
+    freeze_base(model)
+    rows = fit_phase(model, "head", cfg, cfg.lr, cfg.epochs, train_ds, val_ds, stopper, log, class_weights)
+    if cfg.fine_tune_epochs:
+        stopper.restore(model)  # fine-tune from the best head, not the last
+        stopper.wait = 0
+        unfreeze_top(model, backbone, layers=cfg.fine_tune_layers, blocks=cfg.fine_tune_blocks)
+        rows += fit_phase(model, "fine_tune", cfg, cfg.fine_tune_lr, cfg.fine_tune_epochs, train_ds,
+                          val_ds, stopper, log, class_weights, first_epoch=len(rows) + 1)
+    stopper.restore(model)
+    return rows
+
+
+def fit_phase(model, phase, cfg, lr, epochs, train_ds, val_ds, stopper, log, class_weights,
+              first_epoch=1) -> list[dict]:
+    """Train the model's trainable weights for up to ``epochs`` epochs with a fresh Adam."""
+    optimizer = keras.optimizers.Adam(learning_rate=lr)
+    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
+    weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
+    steps = _Steps(model, optimizer, loss_fn, weights, cfg.top_k)
+    schedule = Schedule(cfg.schedule, lr, epochs, cfg.patience)
+    rows = []
+    for i in range(epochs):
+        epoch = first_epoch + i
+        optimizer.learning_rate.assign(schedule.at_epoch(i))
+        start = time.perf_counter()
+        if log.verbose:
+            print(f"{phase} epoch {i + 1}/{epochs}")
+        train = _run_epoch(steps.train, train_ds, log.verbose)
+        val = _run_epoch(steps.evaluate, val_ds, False) if val_ds is not None else {}
+        row = {"phase": phase, "epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()},
+               "lr": float(schedule.current), "seconds": time.perf_counter() - start}
+        rows.append(row)
+        log.on_epoch(row)
+        if log.verbose:
+            print("  " + _summary(row))
+        monitored = row.get("val_loss", row["loss"])
+        schedule.after_epoch(monitored)
+        if stopper.update(monitored, model, epoch):
+            if log.verbose:
+                print(f"  early stop: no improvement for {stopper.patience} epochs "
+                      f"(best epoch {stopper.best_epoch})")
+            break
+    return rows
+
+
+class _Steps:
+    """Compiled train and evaluation steps for one phase (the trainable set is fixed per phase)."""
+
+    def __init__(self, model, optimizer, loss_fn, class_weights, top_k):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.class_weights, self.top_k = class_weights, top_k
+        self.train = tf.function(self._train, reduce_retracing=True)
+        self.evaluate = tf.function(self._evaluate, reduce_retracing=True)
+
+    def _weighted_loss(self, y, probs):
+        per_example = self.loss_fn(y, probs)
+        if self.class_weights.shape[0]:
+            per_example *= tf.gather(self.class_weights, tf.argmax(y, axis=-1))
+        return per_example
+
+    def _scores(self, y, probs, per_example):
+        labels = tf.argmax(y, axis=-1)
+        correct = tf.cast(tf.equal(tf.argmax(probs, axis=-1), labels), tf.float32)
+        k = min(self.top_k, int(probs.shape[-1]))
+        in_top_k = tf.cast(tf.math.in_top_k(tf.cast(labels, tf.int32), probs, k), tf.float32)
+        return {"loss": tf.reduce_sum(per_example), "accuracy": tf.reduce_sum(correct),
+                "top_k_accuracy": tf.reduce_sum(in_top_k), "count": tf.cast(tf.shape(y)[0], tf.float32)}
+
+    def _train(self, x, y):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            probs = self.model(x, training=True)
+            per_example = self._weighted_loss(y, probs)
+            loss = tf.reduce_mean(per_example)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return self._scores(y, probs, per_example)
+
+    def _evaluate(self, x, y):
+        probs = self.model(x, training=False)
+        return self._scores(y, probs, self.loss_fn(y, probs))
+
+
+def _run_epoch(step, dataset, verbose) -> dict:
+    totals: dict[str, float] = {}
+    bar = keras.utils.Progbar(int(dataset.cardinality()) if dataset.cardinality() > 0 else None,
+                              verbose=1 if verbose else 0, stateful_metrics=["loss", "accuracy"])
+    for i, (x, y) in enumerate(dataset):
+        out = step(x, y)
+        for key, value in out.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+        n = totals["count"]
+        bar.update(i + 1, [("loss", totals["loss"] / n), ("accuracy", totals["accuracy"] / n)])
+    n = totals.pop("count", 0.0)
+    return {key: value / n for key, value in totals.items()} if n else {}
+
+
+def _summary(row: dict) -> str:
+    parts = [f"loss {row['loss']:.4f}", f"acc {row['accuracy']:.4f}"]
+    if "val_loss" in row:
+        parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_accuracy']:.4f}"]
+    parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s"]
+    return "  ".join(parts)

@@ -1,0 +1,97 @@
+"""The two phases really train what they should, and nothing else."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imgclf.config import TrainConfig
+from imgclf.errors import ImgclfError
+from imgclf.model import base_of, build_classifier, freeze_base, head_of, unfreeze_top
+from imgclf.train import EarlyStopping, EpochLog, Schedule, fit_phase, fit_two_phase
+
+SIZE, CLASSES = 32, 3
+
+
+def _toy_data(n=48, seed=0):
+    """Three separable classes: red, green and blue tinted noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % CLASSES
+    images = rng.uniform(0, 80, (n, SIZE, SIZE, 3)).astype(np.float32)
+    images[np.arange(n), :, :, labels] += 150
+    onehot = np.eye(CLASSES, dtype=np.float32)[labels]
+    return tf.data.Dataset.from_tensor_slices((images, onehot)).batch(16)
+
+
+def _snapshot(layers):
+    return {f"{layer.name}/{i}": np.array(w) for layer in layers for i, w in enumerate(layer.get_weights())}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=1)
+
+
+def test_phase1_trains_head_only(model):
+    freeze_base(model)
+    base_before, head_before = _snapshot(base_of(model).layers), _snapshot(head_of(model).layers)
+    cfg = TrainConfig(epochs=2, fine_tune_epochs=0)
+    rows = fit_phase(model, "head", cfg, 1e-2, 2, _toy_data(), _toy_data(seed=1), EarlyStopping(5),
+                     EpochLog(verbose=False), None)
+    assert len(rows) == 2
+    base_after, head_after = _snapshot(base_of(model).layers), _snapshot(head_of(model).layers)
+    assert all(np.array_equal(base_before[k], base_after[k]) for k in base_before)
+    assert any(not np.array_equal(head_before[k], head_after[k]) for k in head_before)
+
+
+def test_phase2_trains_top_and_keeps_batchnorm_statistics(model):
+    names = unfreeze_top(model, "efficientnet_lite0", blocks=2)
+    assert names and all("bn" not in n for n in names)
+    base = base_of(model)
+    before = _snapshot(base.layers)
+    cfg = TrainConfig(epochs=1, fine_tune_epochs=1)
+    fit_phase(model, "fine_tune", cfg, 1e-3, 1, _toy_data(), None, EarlyStopping(5), EpochLog(verbose=False), None)
+    after = _snapshot(base.layers)
+    changed = {k.split("/")[0] for k in before if not np.array_equal(before[k], after[k])}
+    assert changed == set(names)  # exactly the unfrozen layers moved; BatchNorm stats did not
+
+
+def test_unfreeze_by_layers_and_too_many(model):
+    names = unfreeze_top(model, "efficientnet_lite0", layers=5)
+    assert 1 <= len(names) <= 5  # BatchNorm layers among the top 5 stay frozen
+    with pytest.raises(ImgclfError, match="more than efficientnet_lite0 has"):
+        unfreeze_top(model, "efficientnet_lite0", layers=100_000)
+    with pytest.raises(ImgclfError, match="blocks"):
+        unfreeze_top(model, "efficientnet_lite0", blocks=1000)
+
+
+def test_two_phases_learn_and_restore_best():
+    model = build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=2)
+    cfg = TrainConfig(epochs=4, fine_tune_epochs=2, lr=1e-2, fine_tune_blocks=1, patience=2)
+    rows = fit_two_phase(model, cfg, "efficientnet_lite0", _toy_data(), _toy_data(seed=3),
+                         EpochLog(verbose=False))
+    phases = [r["phase"] for r in rows]
+    assert phases[0] == "head" and "fine_tune" in phases
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    best = min(r["val_loss"] for r in rows)
+    assert rows[-1]["val_accuracy"] >= 0.5 or max(r["val_accuracy"] for r in rows) > 1 / CLASSES
+    # the model ends with the weights of the best validation epoch
+    x, y = next(iter(_toy_data(seed=3).unbatch().batch(48)))
+    probs = model(x, training=False).numpy()
+    loss = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y.numpy().argmax(1)], 1e-7, 1)))
+    assert loss == pytest.approx(best, rel=1e-3)
+
+
+def test_early_stopping_and_schedules():
+    stopper = EarlyStopping(patience=2)
+
+    class Fake:
+        def get_weights(self):
+            return [np.zeros(1)]
+    assert not stopper.update(1.0, Fake(), 1)
+    assert not stopper.update(1.1, Fake(), 2)
+    assert stopper.update(1.2, Fake(), 3) and stopper.best_epoch == 1
+    plateau = Schedule("plateau", 1e-3, 10, patience=2)
+    plateau.after_epoch(1.0)
+    plateau.after_epoch(1.0)
+    assert plateau.current == pytest.approx(5e-4)
+    cosine = Schedule("cosine", 1e-3, 10, patience=2)
+    assert cosine.at_epoch(0) == pytest.approx(1e-3) and cosine.at_epoch(5) < 6e-4

@@ -1,0 +1,104 @@
+"""End to end: a real (tiny) two-phase run on real data, its artefacts, and the CLI around it."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from imgclf.cli import main
+from imgclf.datasets import write_digits
+from imgclf.predict import load
+from imgclf.workflow import evaluate_run, train
+
+pytestmark = pytest.mark.slow
+ARGS = dict(image_size=32, epochs=3, fine_tune_epochs=2, batch_size=16, seed=3, val_fraction=0.2,
+            test_fraction=0.25, fine_tune_blocks=2)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    write_digits(root / "digits", per_class=12)
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(digits):
+    return train(digits / "digits", runs_dir=digits / "runs", name="a", verbose=False, **ARGS)
+
+
+def test_run_writes_every_artefact(result):
+    run = result.run_dir
+    for name in ["config.yaml", "labels.txt", "split.csv", "data_report.json", "model.keras", "history.csv",
+                 "metrics.json", "report.html", "COMPLETE", "plots/training_curves.png",
+                 "plots/confusion_matrix.png", "plots/per_class.png", "plots/mistakes.png"]:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert any((run / "logs").rglob("events.out.tfevents*"))
+    assert (run / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64" in html and "confusion" in html.lower()
+
+
+def test_run_learns_and_records_both_phases(result):
+    phases = {row["phase"] for row in result.history}
+    assert phases == {"head", "fine_tune"}
+    with open(result.run_dir / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(result.history)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["n"] == 30 and metrics["accuracy"] > 0.25  # chance is 0.10
+    assert metrics == result.metrics
+
+
+def test_saved_run_predicts_like_the_trained_model(result):
+    clf = load(result.run_dir)
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype(np.uint8)
+    in_memory = result.model(images.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(clf.predict_arrays(images), in_memory, atol=1e-5)
+
+
+def test_predict_paths_streams_and_reports_bad_files(result, digits, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    good = sorted((digits / "digits" / "3").iterdir())[:3]
+    rows = list(load(result.run_dir).predict_paths([good[0], bad, *good[1:]], top_k=3, batch_size=2))
+    assert [r["path"] for r in rows if r["error"]] == [str(bad)]
+    ok = [r for r in rows if not r["error"]]
+    assert len(ok) == 3 and all(len(r["top"]) == 3 for r in ok)
+    assert all(abs(sum(p for _, p in r["top"]) - 1) < 1 and r["top"][0][1] >= r["top"][1][1] for r in ok)
+
+
+def test_evaluate_reproduces_the_runs_metrics(result):
+    again = evaluate_run(result.run_dir, verbose=False)
+    assert again["accuracy"] == pytest.approx(result.metrics["accuracy"])
+    assert again["confusion_matrix"] == result.metrics["confusion_matrix"]
+
+
+def test_same_seed_same_split_and_metrics_through_the_cli(result, digits, capsys):
+    argv = ["train", str(digits / "digits"), "--runs-dir", str(digits / "runs"), "--name", "b", "--quiet"]
+    for key, value in ARGS.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    assert main(argv) == 0
+    run_b = digits / "runs" / "b"
+    assert (run_b / "split.csv").read_text() == (result.run_dir / "split.csv").read_text()
+    metrics_b = json.loads((run_b / "metrics.json").read_text())
+    assert metrics_b["accuracy"] == pytest.approx(result.metrics["accuracy"], abs=0.04)
+    assert main(["predict", str(run_b), str(digits / "digits" / "7"), "--format", "csv", "--top-k", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].count(",") == 4 and len(lines) >= 13
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "/no/such/folder"], "/no/such/folder"),
+    (["train", "{digits}", "--backbone", "alexnet"], "alexnet"),
+    (["train", "{digits}", "--image-size", "16"], "image_size"),
+    (["train", "{digits}", "--set", "train.epocs=3"], "train.epocs"),
+    (["train", "{digits}", "--fine-tune-layers", "100000", "--epochs", "1", "--image-size", "32",
+      "--runs-dir", "{root}/err-runs"], "fine_tune_layers"),
+    (["evaluate", "/no/such/run"], "/no/such/run"),
+    (["predict", "{root}", "x.png"], "model.keras"),
+])
+def test_user_errors_are_one_line(argv, fragment, digits, capsys):
+    argv = [a.format(digits=digits / "digits", root=digits) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imgclf: error:") and "\n" not in err and fragment in err
