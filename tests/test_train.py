@@ -6,7 +6,7 @@ import tensorflow as tf
 from imgclf.config import TrainConfig
 from imgclf.errors import ImgclfError
 from imgclf.model import base_of, build_classifier, freeze_base, head_of, unfreeze_top
-from imgclf.train import EarlyStopping, EpochLog, Schedule, fit_phase, fit_two_phase
+from imgclf.train import EarlyStopping, EpochLog, Phase, PlainData, Schedule, fit_phase, fit_two_phase
 
 SIZE, CLASSES = 32, 3
 
@@ -34,8 +34,8 @@ def test_phase1_trains_head_only(model):
     freeze_base(model)
     base_before, head_before = _snapshot(base_of(model).layers), _snapshot(head_of(model).layers)
     cfg = TrainConfig(epochs=2, fine_tune_epochs=0)
-    rows = fit_phase(model, "head", cfg, 1e-2, 2, _toy_data(), _toy_data(seed=1), EarlyStopping(5),
-                     EpochLog(verbose=False), None)
+    phase = Phase(model, lambda e: _toy_data(), lambda: _toy_data(seed=1), 3)
+    rows = fit_phase(phase, "head", cfg, 1e-2, 2, EarlyStopping(5, model), EpochLog(verbose=False), None)
     assert len(rows) == 2
     base_after, head_after = _snapshot(base_of(model).layers), _snapshot(head_of(model).layers)
     assert all(np.array_equal(base_before[k], base_after[k]) for k in base_before)
@@ -48,7 +48,8 @@ def test_phase2_trains_top_and_keeps_batchnorm_statistics(model):
     base = base_of(model)
     before = _snapshot(base.layers)
     cfg = TrainConfig(epochs=1, fine_tune_epochs=1)
-    fit_phase(model, "fine_tune", cfg, 1e-3, 1, _toy_data(), None, EarlyStopping(5), EpochLog(verbose=False), None)
+    phase = Phase(model, lambda e: _toy_data(), None, 3)
+    fit_phase(phase, "fine_tune", cfg, 1e-3, 1, EarlyStopping(5, model), EpochLog(verbose=False), None)
     after = _snapshot(base.layers)
     changed = {k.split("/")[0] for k in before if not np.array_equal(before[k], after[k])}
     assert changed == set(names)  # exactly the unfrozen layers moved; BatchNorm stats did not
@@ -66,7 +67,7 @@ def test_unfreeze_by_layers_and_too_many(model):
 def test_two_phases_learn_and_restore_best():
     model = build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=2)
     cfg = TrainConfig(epochs=4, fine_tune_epochs=2, lr=1e-2, fine_tune_blocks=1, patience=2)
-    rows = fit_two_phase(model, cfg, "efficientnet_lite0", _toy_data(), _toy_data(seed=3),
+    rows = fit_two_phase(model, cfg, "efficientnet_lite0", PlainData(model, _toy_data(), _toy_data(seed=3)),
                          EpochLog(verbose=False))
     phases = [r["phase"] for r in rows]
     assert phases[0] == "head" and "fine_tune" in phases
@@ -81,14 +82,13 @@ def test_two_phases_learn_and_restore_best():
 
 
 def test_early_stopping_and_schedules():
-    stopper = EarlyStopping(patience=2)
-
     class Fake:
         def get_weights(self):
             return [np.zeros(1)]
-    assert not stopper.update(1.0, Fake(), 1)
-    assert not stopper.update(1.1, Fake(), 2)
-    assert stopper.update(1.2, Fake(), 3) and stopper.best_epoch == 1
+    stopper = EarlyStopping(2, Fake())
+    assert not stopper.update(1.0, 1)
+    assert not stopper.update(1.1, 2)
+    assert stopper.update(1.2, 3) and stopper.best_epoch == 1
     plateau = Schedule("plateau", 1e-3, 10, patience=2)
     plateau.after_epoch(1.0)
     plateau.after_epoch(1.0)

@@ -78,6 +78,12 @@ class TrainConfig:
     schedule: str = "plateau"
     class_weights: str = "none"
     top_k: int = 5
+    # Fast path: run the frozen part of the network once per image and augmented view, cache the
+    # result, and train only what trains on the cache. False: the plain path (every epoch runs
+    # the whole network on freshly augmented images), kept for comparison.
+    feature_cache: bool = True
+    views: int = 4  # augmented views per training image in the caches (the first is unaugmented)
+    cache_memory_mb: int = 2048  # caches above this go to disk (run_dir/cache)
 
 
 @dataclass(frozen=True)
@@ -258,3 +264,5 @@ def validate(config: RunConfig) -> None:
     _check(t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got '{t.class_weights}'")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
+    _check(1 <= t.views <= 64, f"train.views must be 1-64, got {t.views}")
+    _check(t.cache_memory_mb >= 0, f"train.cache_memory_mb must be 0 or more, got {t.cache_memory_mb}")

@@ -6,14 +6,14 @@ under MultiWorkerMirroredStrategy (keras-team/keras#20585) and the cached-featur
 same loop; early stopping, schedules, class weights, checkpoints and logs are features of it.
 
 Example:
-    >>> rows = fit_two_phase(model, cfg.train, "efficientnet_lite0", train_ds, val_ds, logs)
+    >>> rows = fit_two_phase(model, cfg.train, "efficientnet_lite0", PlainData(model, tr, va), logs)
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -42,23 +42,24 @@ class EarlyStopping:
     head-only model ends with the head-only weights restored."""
 
     patience: int
+    model: keras.Model  # the whole classifier: trainees may be sub-models sharing its layers
     best: float = math.inf
     best_weights: list | None = None
     best_epoch: int = 0
     wait: int = 0
 
-    def update(self, value: float, model: keras.Model, epoch: int) -> bool:
+    def update(self, value: float, epoch: int) -> bool:
         """Record one epoch; return True when training should stop."""
         if value < self.best - 1e-6:
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            self.best_weights = [np.array(w) for w in model.get_weights()]
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
             return False
         self.wait += 1
         return self.wait >= self.patience
 
-    def restore(self, model: keras.Model) -> None:
+    def restore(self) -> None:
         if self.best_weights is not None:
-            model.set_weights(self.best_weights)
+            self.model.set_weights(self.best_weights)
 
 
 @dataclass
@@ -94,47 +95,73 @@ class Schedule:
             self.current, self.wait = max(self.current * 0.5, self.lr / 100), 0
 
 
-def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, train_ds: tf.data.Dataset,
-                  val_ds: tf.data.Dataset | None, log: EpochLog, class_weights: np.ndarray | None = None
-                  ) -> list[dict]:
+class Phase(NamedTuple):
+    """What one phase trains and on what: ``trainee`` is the classifier or a sub-model sharing
+    its layers; ``train(epoch)`` gives that epoch's batches; ``val()`` the validation batches
+    (None: no validation data); ``steps`` batches per epoch, for the progress bar."""
+
+    trainee: keras.Model
+    train: Callable[[int], Iterable]
+    val: Callable[[], Iterable] | None
+    steps: int | None
+
+
+class PlainData:
+    """The plain path: every epoch runs the whole classifier on freshly augmented images."""
+
+    def __init__(self, model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None):
+        steps = int(train_ds.cardinality())
+        self.phase = Phase(model, lambda epoch: train_ds, (lambda: val_ds) if val_ds is not None else None,
+                           steps if steps > 0 else None)
+
+    def head_phase(self) -> Phase:
+        return self.phase
+
+    def fine_tune_phase(self) -> Phase:
+        return self.phase
+
+
+def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log: EpochLog,
+                  class_weights: np.ndarray | None = None) -> list[dict]:
     """The recipe: freeze the base, fit the head; unfreeze the top, fit again at a lower rate.
 
     Args:
         model: a classifier from imgclf.model.build_classifier.
         cfg: the train section of the run config.
         backbone: registry name, for the base's block structure.
-        train_ds, val_ds: batches of (float32 0-255 images, one-hot labels); val_ds may be None,
-            and then early stopping watches the training loss.
+        data: PlainData, or imgclf.features.CachedData (the fast path); gives each phase its
+            trainee and batches of (float32 inputs, one-hot labels).
         log: receives every epoch's row.
         class_weights: per-class loss weights, or None.
 
     Returns:
-        One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the best
-        weights seen.
+        One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the weights
+        of the best validation loss (training loss when there is no validation data).
 
     Example:
-        >>> rows = fit_two_phase(model, TrainConfig(epochs=2), "efficientnet_lite0", tr, va, EpochLog())
+        >>> rows = fit_two_phase(model, TrainConfig(epochs=2), "efficientnet_lite0",
+        ...                      PlainData(model, train_ds, val_ds), EpochLog())
     """
-    stopper = EarlyStopping(cfg.patience)
+    stopper = EarlyStopping(cfg.patience, model)
     freeze_base(model)
-    rows = fit_phase(model, "head", cfg, cfg.lr, cfg.epochs, train_ds, val_ds, stopper, log, class_weights)
+    rows = fit_phase(data.head_phase(), "head", cfg, cfg.lr, cfg.epochs, stopper, log, class_weights)
     if cfg.fine_tune_epochs:
-        stopper.restore(model)  # fine-tune from the best head, not the last
+        stopper.restore()  # fine-tune from the best head, not the last
         stopper.wait = 0
         unfreeze_top(model, backbone, layers=cfg.fine_tune_layers, blocks=cfg.fine_tune_blocks)
-        rows += fit_phase(model, "fine_tune", cfg, cfg.fine_tune_lr, cfg.fine_tune_epochs, train_ds,
-                          val_ds, stopper, log, class_weights, first_epoch=len(rows) + 1)
-    stopper.restore(model)
+        rows += fit_phase(data.fine_tune_phase(), "fine_tune", cfg, cfg.fine_tune_lr, cfg.fine_tune_epochs,
+                          stopper, log, class_weights, first_epoch=len(rows) + 1)
+    stopper.restore()
     return rows
 
 
-def fit_phase(model, phase, cfg, lr, epochs, train_ds, val_ds, stopper, log, class_weights,
-              first_epoch=1) -> list[dict]:
-    """Train the model's trainable weights for up to ``epochs`` epochs with a fresh Adam."""
+def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int, stopper: EarlyStopping,
+              log: EpochLog, class_weights: np.ndarray | None, first_epoch: int = 1) -> list[dict]:
+    """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam."""
     optimizer = keras.optimizers.Adam(learning_rate=lr)
     loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
     weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
-    steps = _Steps(model, optimizer, loss_fn, weights, cfg.top_k)
+    steps = _Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k)
     schedule = Schedule(cfg.schedule, lr, epochs, cfg.patience)
     rows = []
     for i in range(epochs):
@@ -142,10 +169,10 @@ def fit_phase(model, phase, cfg, lr, epochs, train_ds, val_ds, stopper, log, cla
         optimizer.learning_rate.assign(schedule.at_epoch(i))
         start = time.perf_counter()
         if log.verbose:
-            print(f"{phase} epoch {i + 1}/{epochs}")
-        train = _run_epoch(steps.train, train_ds, log.verbose)
-        val = _run_epoch(steps.evaluate, val_ds, False) if val_ds is not None else {}
-        row = {"phase": phase, "epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()},
+            print(f"{name} epoch {i + 1}/{epochs}")
+        train = _run_epoch(steps.train, phase.train(i), phase.steps, log.verbose)
+        val = _run_epoch(steps.evaluate, phase.val(), None, False) if phase.val is not None else {}
+        row = {"phase": name, "epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()},
                "lr": float(schedule.current), "seconds": time.perf_counter() - start}
         rows.append(row)
         log.on_epoch(row)
@@ -153,7 +180,7 @@ def fit_phase(model, phase, cfg, lr, epochs, train_ds, val_ds, stopper, log, cla
             print("  " + _summary(row))
         monitored = row.get("val_loss", row["loss"])
         schedule.after_epoch(monitored)
-        if stopper.update(monitored, model, epoch):
+        if stopper.update(monitored, epoch):
             if log.verbose:
                 print(f"  early stop: no improvement for {stopper.patience} epochs "
                       f"(best epoch {stopper.best_epoch})")
@@ -199,11 +226,10 @@ class _Steps:
         return self._scores(y, probs, self.loss_fn(y, probs))
 
 
-def _run_epoch(step, dataset, verbose) -> dict:
+def _run_epoch(step, batches: Iterable, steps: int | None, verbose: bool) -> dict:
     totals: dict[str, float] = {}
-    bar = keras.utils.Progbar(int(dataset.cardinality()) if dataset.cardinality() > 0 else None,
-                              verbose=1 if verbose else 0, stateful_metrics=["loss", "accuracy"])
-    for i, (x, y) in enumerate(dataset):
+    bar = keras.utils.Progbar(steps, verbose=1 if verbose else 0, stateful_metrics=["loss", "accuracy"])
+    for i, (x, y) in enumerate(batches):
         out = step(x, y)
         for key, value in out.items():
             totals[key] = totals.get(key, 0.0) + float(value)

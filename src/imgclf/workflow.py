@@ -121,11 +121,11 @@ def run_training(cfg: RunConfig, verbose: bool = True) -> TrainResult:
     _write_run_inputs(run_dir, cfg, dataset)
     started = time.time()
     arrays = _load_split_images(dataset, cfg, run_dir)
-    train_ds, val_ds = _pipelines(arrays, dataset, cfg)
+    phase_data, cache_stats = _phase_data(model, spec.name, cfg, arrays, dataset, run_dir, verbose)
     weights = (data_mod.class_weights(dataset.labels["train"], len(dataset.class_names))
                if cfg.train.class_weights == "balanced" else None)
     with _EpochWriter(run_dir, verbose) as log:
-        history = fit_two_phase(model, cfg.train, spec.name, train_ds, val_ds, log, weights)
+        history = fit_two_phase(model, cfg.train, spec.name, phase_data, log, weights)
     with atomic_path(run_dir / "model.keras", ".keras") as tmp:
         model.save(tmp)
     from imgclf.predict import Classifier
@@ -134,7 +134,7 @@ def run_training(cfg: RunConfig, verbose: bool = True) -> TrainResult:
     if len(dataset.paths["test"]):
         metrics = _assess(clf, arrays["test"], dataset.labels["test"], run_dir, cfg.train.top_k)
     info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size,
-            "backbone": spec.name}
+            "backbone": spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {})}
     write_json_atomic(run_dir / "run.json", info)
     write_report_for(run_dir, cfg, dataset.report.to_dict(), history, metrics, info)
     write_text_atomic(run_dir / COMPLETE, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
@@ -179,6 +179,25 @@ def _load_split_images(dataset, cfg: RunConfig, run_dir: Path) -> dict[str, np.n
     return {split: data_mod.load_images(dataset.paths[split], cfg.data.image_size,
                                         max_pixels=cfg.data.max_pixels, cache_dir=cache_dir)
             for split in ("train", "val", "test")}
+
+
+def _phase_data(model, backbone: str, cfg: RunConfig, arrays, dataset, run_dir: Path, verbose: bool):
+    """The fast cached path when enabled and it fits, else the plain path; and cache statistics."""
+    from imgclf.train import PlainData
+    if cfg.train.feature_cache:
+        from imgclf.features import CachedData
+        try:
+            data = CachedData(model, backbone, cfg, (arrays["train"], dataset.labels["train"]),
+                              (arrays["val"], dataset.labels["val"]), run_dir / "cache")
+        except MemoryError as exc:
+            print(f"imgclf: {exc}; training on the plain path instead")
+        else:
+            if verbose:
+                s = data.stats
+                print(f"feature cache: {s['views']} views, {s['cache_mb']:.0f} MB "
+                      f"({s['cache_mb_on_disk']:.0f} MB on disk), built in {s['cache_seconds']:.1f} s")
+            return data, data.stats
+    return PlainData(model, *_pipelines(arrays, dataset, cfg)), None
 
 
 def _pipelines(arrays, dataset, cfg: RunConfig):
