@@ -115,3 +115,20 @@ def test_plain_data_is_the_same_phase_for_both():
     data = PlainData(sentinel, Dataset(), None)
     assert data.head_phase().trainee is sentinel and data.fine_tune_phase().steps == 7
     assert data.head_phase().val is None
+
+
+def test_tflite_forward_agrees_with_keras(model):
+    from imgclf.features import compile_forward
+    bottom, _ = split_base(model, "efficientnet_lite0", blocks=2)
+    x = _arrays(5)[0].astype(np.float32)
+    fast = compile_forward(bottom, "tflite", batch_size=4)
+    out = np.concatenate([fast(x[:4]), fast(x[4:])])  # a short last batch is padded, then cut
+    reference = bottom(x, training=False).numpy()
+    assert out.shape == reference.shape
+    np.testing.assert_allclose(out, reference, atol=2e-3 * np.abs(reference).max())
+
+
+def test_runtime_choice():
+    from imgclf.features import choose_runtime
+    assert choose_runtime("auto", 10) == "tf" and choose_runtime("auto", 50_000) == "tflite"
+    assert choose_runtime("tf", 50_000) == "tf"

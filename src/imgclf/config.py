@@ -25,6 +25,7 @@ FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 SCHEDULES = ("plateau", "cosine", "constant")
 CACHES = ("memory", "disk", "none")
 CLASS_WEIGHTS = ("none", "balanced")
+RUNTIMES = ("auto", "tflite", "tf")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class TrainConfig:
     feature_cache: bool = True
     views: int = 4  # augmented views per training image in the caches (the first is unaugmented)
     cache_memory_mb: int = 2048  # caches above this go to disk (run_dir/cache)
+    runtime: str = "auto"  # frozen forward pass: tflite (LiteRT + XNNPACK), tf, or auto
 
 
 @dataclass(frozen=True)
@@ -264,5 +266,6 @@ def validate(config: RunConfig) -> None:
     _check(t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got '{t.class_weights}'")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
+    _check(t.runtime in RUNTIMES, f"train.runtime must be one of {', '.join(RUNTIMES)}, got '{t.runtime}'")
     _check(1 <= t.views <= 64, f"train.views must be 1-64, got {t.views}")
     _check(t.cache_memory_mb >= 0, f"train.cache_memory_mb must be 0 or more, got {t.cache_memory_mb}")

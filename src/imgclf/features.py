@@ -51,6 +51,95 @@ def split_base(model, backbone: str, layers: int = 0, blocks: int = 0):
     return keras.Model(base.input, cut, name="bottom"), keras.Model(cut, base.output, name="top")
 
 
+def compile_forward(model, runtime: str = "tf", batch_size: int = 64, threads: int | None = None):
+    """A fast function from float32 batches to the frozen model's outputs.
+
+    "tflite" converts the model to TFLite and runs it under LiteRT's XNNPACK delegate, measured
+    1.7-1.9x faster than TensorFlow on this kind of CPU for EfficientNet-Lite; batches are padded
+    to ``batch_size`` so the interpreter is sized once. "tf" is a tf.function of the Keras model.
+
+    Args:
+        model: a frozen Keras model (bottom of the base, or base + pooling).
+        runtime: "tf" or "tflite".
+        batch_size: the largest batch it will be given.
+        threads: interpreter threads; None for every core.
+
+    Returns:
+        A function ``f(x: float32 (B, ...)) -> np.ndarray``.
+
+    Example:
+        >>> f = compile_forward(bottom, "tflite")
+        >>> f(np.zeros((3, 96, 96, 3), np.float32)).shape
+        (3, 3, 3, 192)
+    """
+    import tensorflow as tf
+    if runtime == "tf":
+        return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    import os
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_content=tflite_bytes(model), num_threads=threads or os.cpu_count())
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inp["index"], [batch_size, *inp["shape"][1:]])
+    interpreter.allocate_tensors()
+
+    def forward(x):
+        x = np.asarray(x, np.float32)
+        n = len(x)
+        if n < batch_size:
+            x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), np.float32)])
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])[:n].copy()
+    return forward
+
+
+def tflite_bytes(model) -> bytes:
+    """The model converted to TFLite, cached under the user cache dir by a hash of its structure
+    and weights: the frozen part of a backbone is the same run after run, and converting it costs
+    7-20 s on two cores.
+
+    Example:
+        >>> len(tflite_bytes(bottom)) > 1000
+        True
+    """
+    import contextlib
+    import hashlib
+    import io
+    import json
+
+    import tensorflow as tf
+
+    from imgclf.backbones.efficientnet_lite import cache_dir
+    from imgclf.runs import write_bytes_atomic
+    config = {k: v for k, v in model.get_config().items() if k != "name"}  # names vary by process
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    path = cache_dir() / "tflite" / f"{digest.hexdigest()[:32]}.tflite"
+    if path.is_file():
+        return path.read_bytes()
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its whole signature
+        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    write_bytes_atomic(path, data)
+    return data
+
+
+def choose_runtime(requested: str, count: int) -> str:
+    """"tflite" for large jobs when LiteRT is installed (conversion costs a few seconds), else "tf".
+
+    Example:
+        >>> choose_runtime("auto", 100)
+        'tf'
+    """
+    if requested != "auto":
+        return requested
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return "tf"
+    return "tflite" if count >= 2000 else "tf"
+
+
 def allocate(shape: tuple, budget_bytes: int, path: Path) -> np.ndarray:
     """A float32 array in memory when it fits the budget, else a memmap at ``path``.
 
@@ -132,6 +221,8 @@ class CachedData:
         self.num_classes = int(head_of(model).output_shape[-1])
         self.budget = cfg.train.cache_memory_mb * 2**20
         self.stats = {"views": cfg.train.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0}
+        self.runtime = choose_runtime(cfg.train.runtime, cfg.train.views * len(train[0]) + len(val[0]))
+        self.stats["runtime"] = self.runtime
         start = time.perf_counter()
         self._build(backbone, train[0], val[0])
         self.stats["cache_seconds"] = round(time.perf_counter() - start, 2)
@@ -158,7 +249,7 @@ class CachedData:
             shape = tuple(bottom.output_shape[1:])
             self.acts = self._alloc("train_activations", (views, len(images)) + shape)
             self.val_acts = self._alloc("val_activations", (1, len(val_images)) + shape)
-            to_acts = tf.function(lambda x: bottom(x, training=False), reduce_retracing=True)
+            to_acts = compile_forward(bottom, self.runtime)
             run_views(to_acts, images, views, augmenter, self.acts)
             run_views(to_acts, val_images, 1, None, self.val_acts)
             to_features = tf.function(lambda a: pool(self.top(a, training=False)), reduce_retracing=True)
@@ -168,7 +259,8 @@ class CachedData:
                 for v in range(acts.shape[0]):
                     run_views(to_features, acts[v], 1, None, feats[v:v + 1])
         else:
-            to_features = tf.function(lambda x: pool(base(x, training=False)), reduce_retracing=True)
+            import keras
+            to_features = compile_forward(keras.Model(base.input, pool(base.output)), self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
             run_views(to_features, images, views, augmenter, self.feats)
