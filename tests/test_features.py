@@ -7,7 +7,7 @@ import pytest
 from imgclf.config import RunConfig, TrainConfig
 from imgclf.features import CachedData, ViewBatches, allocate, split_base
 from imgclf.model import base_of, build_classifier, head_of, unfreeze_top
-from imgclf.train import EpochLog, PlainData, fit_two_phase
+from imgclf.trainer import EpochLog, PlainData, fit_two_phase
 
 SIZE, CLASSES, N = 32, 3, 24
 

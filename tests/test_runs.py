@@ -42,6 +42,7 @@ def test_atomic_files_get_normal_permissions(tmp_path):
 
 def test_public_api_names_do_not_shadow_modules():
     import imgclf
+    import imgclf.trainer  # noqa: F401  a loaded submodule must not shadow the API function
     from imgclf import evaluate  # the module, whatever was imported before
     assert hasattr(evaluate, "compute_metrics")
     assert callable(imgclf.train) and callable(imgclf.evaluate_run) and callable(imgclf.load)

@@ -267,7 +267,7 @@ class CachedData:
             run_views(to_features, val_images, 1, None, self.val_feats)
 
     def _phase(self, trainee, cache, val_cache):
-        from imgclf.train import Phase
+        from imgclf.trainer import Phase
         bs, seed = self.cfg.data.batch_size, self.cfg.seed
         train = ViewBatches(cache, self.labels, self.num_classes, bs, seed)
         val = ViewBatches(val_cache, self.val_labels, self.num_classes, bs, shuffle=False)

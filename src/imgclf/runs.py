@@ -122,6 +122,9 @@ def check_complete(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ImgclfError(f"{run_dir}: no such run directory")
+    if not (run_dir / COMPLETE).is_file() and (run_dir / "config.yaml").is_file():
+        raise ImgclfError(f"{run_dir}: run is incomplete (interrupted before every artefact was written); "
+                          f"resume it with: imgclf train --resume {run_dir}")
     if not (run_dir / "model.keras").is_file():
         raise ImgclfError(f"{run_dir}: no model.keras; not a run directory, or training never finished")
     if not (run_dir / COMPLETE).is_file():

@@ -111,21 +111,56 @@ def run_training(cfg: RunConfig, verbose: bool = True) -> TrainResult:
 
     Every check that can fail on the user's input runs before the run directory is created.
     """
-    from imgclf.train import fit_two_phase
-
     cfg, spec, dataset, model = _prepare(cfg)
     run_dir = unique_run_dir(cfg.runs_dir, cfg.name)
     if verbose:
         print(f"run directory: {run_dir}")
         print(dataset.report.format_text())
     _write_run_inputs(run_dir, cfg, dataset)
+    return _execute(cfg, spec, dataset, model, run_dir, verbose)
+
+
+def resume_training(run_dir: str | Path, verbose: bool = True) -> TrainResult:
+    """Continue an interrupted run from its last checkpoint, in either phase.
+
+    The run's own config.yaml and split.csv are used, so the data, split and settings are those
+    it started with; the caches are rebuilt (deterministically, from the same seed).
+
+    Args:
+        run_dir: the run directory of an interrupted ``imgclf train``.
+        verbose: progress bars and per-epoch lines.
+
+    Returns:
+        The TrainResult, as if the run had never stopped.
+
+    Example:
+        >>> resume_training("runs/fashion").metrics["accuracy"]
+        0.85
+    """
+    from imgclf.checkpoint import load_checkpoint
+    run_dir = Path(run_dir)
+    if (run_dir / COMPLETE).is_file():
+        raise ImgclfError(f"{run_dir}: run is already complete; nothing to resume")
+    if not (run_dir / "config.yaml").is_file():
+        raise ImgclfError(f"{run_dir}: no config.yaml; not a run directory")
+    state = load_checkpoint(run_dir / "checkpoint.npz")
+    cfg, spec, dataset, model = _prepare(load_config(run_dir / "config.yaml"), source=run_dir / "split.csv")
+    if verbose:
+        print(f"resuming {run_dir} after {len(state.rows)} epochs ({state.phase} phase)")
+    return _execute(cfg, spec, dataset, model, run_dir, verbose, resume=state)
+
+
+def _execute(cfg, spec, dataset, model, run_dir: Path, verbose: bool, resume=None) -> TrainResult:
+    """Train, save, evaluate, report, mark complete: the part of a run that resume repeats."""
+    from imgclf.trainer import fit_two_phase
     started = time.time()
     arrays = _load_split_images(dataset, cfg, run_dir)
     phase_data, cache_stats = _phase_data(model, spec.name, cfg, arrays, dataset, run_dir, verbose)
     weights = (data_mod.class_weights(dataset.labels["train"], len(dataset.class_names))
                if cfg.train.class_weights == "balanced" else None)
-    with _EpochWriter(run_dir, verbose) as log:
-        history = fit_two_phase(model, cfg.train, spec.name, phase_data, log, weights)
+    with _EpochWriter(run_dir, verbose, resume.rows if resume else []) as log:
+        history = fit_two_phase(model, cfg.train, spec.name, phase_data, log, weights,
+                                checkpoint=run_dir / "checkpoint.npz", resume=resume)
     with atomic_path(run_dir / "model.keras", ".keras") as tmp:
         model.save(tmp)
     from imgclf.predict import Classifier
@@ -134,10 +169,12 @@ def run_training(cfg: RunConfig, verbose: bool = True) -> TrainResult:
     if len(dataset.paths["test"]):
         metrics = _assess(clf, arrays["test"], dataset.labels["test"], run_dir, cfg.train.top_k)
     info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size,
-            "backbone": spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {})}
+            "backbone": spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}),
+            "resumed": resume is not None}
     write_json_atomic(run_dir / "run.json", info)
     write_report_for(run_dir, cfg, dataset.report.to_dict(), history, metrics, info)
     write_text_atomic(run_dir / COMPLETE, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    (run_dir / "checkpoint.npz").unlink(missing_ok=True)  # the run is whole; the model is saved
     if verbose and metrics:
         from imgclf.evaluate import format_metrics
         print(format_metrics(metrics))
@@ -145,8 +182,9 @@ def run_training(cfg: RunConfig, verbose: bool = True) -> TrainResult:
     return TrainResult(run_dir, model, dataset.class_names, history, metrics)
 
 
-def _prepare(cfg: RunConfig):
-    """Load the dataset, settle the image size and name, build the model, check fine-tune depth."""
+def _prepare(cfg: RunConfig, source: Path | None = None):
+    """Load the dataset (from ``source``, else the config's path), settle the image size and
+    name, build the model, check the fine-tune depth."""
     import keras
 
     from imgclf.model import build_classifier, select_top
@@ -154,7 +192,7 @@ def _prepare(cfg: RunConfig):
         raise ImgclfError("no data given: pass a dataset folder or CSV (or set data.path in the config)")
     spec = get_spec(cfg.model.backbone)
     keras.utils.set_random_seed(cfg.seed)
-    dataset = data_mod.load_dataset(cfg.data.path, val_fraction=cfg.data.val_fraction,
+    dataset = data_mod.load_dataset(source or cfg.data.path, val_fraction=cfg.data.val_fraction,
                                     test_fraction=cfg.data.test_fraction, seed=cfg.seed,
                                     max_pixels=cfg.data.max_pixels)
     size = choose_image_size(cfg.data.image_size, spec, dataset.report)
@@ -183,7 +221,7 @@ def _load_split_images(dataset, cfg: RunConfig, run_dir: Path) -> dict[str, np.n
 
 def _phase_data(model, backbone: str, cfg: RunConfig, arrays, dataset, run_dir: Path, verbose: bool):
     """The fast cached path when enabled and it fits, else the plain path; and cache statistics."""
-    from imgclf.train import PlainData
+    from imgclf.trainer import PlainData
     if cfg.train.feature_cache:
         from imgclf.features import CachedData
         try:
@@ -213,8 +251,8 @@ def _pipelines(arrays, dataset, cfg: RunConfig):
 class _EpochWriter:
     """Writes history.csv (rewritten atomically each epoch) and TensorBoard scalars."""
 
-    def __init__(self, run_dir: Path, verbose: bool):
-        self.run_dir, self.verbose, self.rows = run_dir, verbose, []
+    def __init__(self, run_dir: Path, verbose: bool, rows: list[dict]):
+        self.run_dir, self.verbose, self.rows = run_dir, verbose, list(rows)
 
     def __enter__(self):
         import tensorflow as tf
@@ -223,7 +261,7 @@ class _EpochWriter:
 
     def on_epoch(self, row: dict) -> None:
         import tensorflow as tf
-        from imgclf.train import HISTORY_KEYS
+        from imgclf.trainer import HISTORY_KEYS
         self.rows.append(row)
         lines = [",".join(HISTORY_KEYS)]
         for r in self.rows:

@@ -6,7 +6,7 @@ import tensorflow as tf
 from imgclf.config import TrainConfig
 from imgclf.errors import ImgclfError
 from imgclf.model import base_of, build_classifier, freeze_base, head_of, unfreeze_top
-from imgclf.train import EarlyStopping, EpochLog, Phase, PlainData, Schedule, fit_phase, fit_two_phase
+from imgclf.trainer import EarlyStopping, EpochLog, Phase, PlainData, Schedule, fit_phase, fit_two_phase
 
 SIZE, CLASSES = 32, 3
 

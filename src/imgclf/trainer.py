@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 import keras
 
+from imgclf.checkpoint import TrainState, save_checkpoint
 from imgclf.config import TrainConfig
+from imgclf.errors import ImgclfError
 from imgclf.model import freeze_base, unfreeze_top
 
 HISTORY_KEYS = ("phase", "epoch", "loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy",
@@ -122,7 +125,8 @@ class PlainData:
 
 
 def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log: EpochLog,
-                  class_weights: np.ndarray | None = None) -> list[dict]:
+                  class_weights: np.ndarray | None = None, checkpoint: Path | None = None,
+                  resume: TrainState | None = None) -> list[dict]:
     """The recipe: freeze the base, fit the head; unfreeze the top, fit again at a lower rate.
 
     Args:
@@ -133,6 +137,8 @@ def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log
             trainee and batches of (float32 inputs, one-hot labels).
         log: receives every epoch's row.
         class_weights: per-class loss weights, or None.
+        checkpoint: a file to write the training state to after every epoch, or None.
+        resume: a state from imgclf.checkpoint.load_checkpoint to continue from, or None.
 
     Returns:
         One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the weights
@@ -143,49 +149,99 @@ def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log
         ...                      PlainData(model, train_ds, val_ds), EpochLog())
     """
     stopper = EarlyStopping(cfg.patience, model)
+    rows = _restore(resume, model, stopper)
+    run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows)
     freeze_base(model)
-    rows = fit_phase(data.head_phase(), "head", cfg, cfg.lr, cfg.epochs, stopper, log, class_weights)
+    if resume is None or (resume.phase == "head" and not resume.phase_done):
+        run(data.head_phase(), "head", cfg.lr, cfg.epochs)
     if cfg.fine_tune_epochs:
-        stopper.restore()  # fine-tune from the best head, not the last
-        stopper.wait = 0
+        if resume is None or resume.phase == "head":
+            stopper.restore()  # fine-tune from the best head, not the last
+            stopper.wait = 0
         unfreeze_top(model, backbone, layers=cfg.fine_tune_layers, blocks=cfg.fine_tune_blocks)
-        rows += fit_phase(data.fine_tune_phase(), "fine_tune", cfg, cfg.fine_tune_lr, cfg.fine_tune_epochs,
-                          stopper, log, class_weights, first_epoch=len(rows) + 1)
+        run(data.fine_tune_phase(), "fine_tune", cfg.fine_tune_lr, cfg.fine_tune_epochs)
     stopper.restore()
     return rows
 
 
+def _restore(resume: TrainState | None, model: keras.Model, stopper: EarlyStopping) -> list[dict]:
+    if resume is None:
+        return []
+    model.set_weights(resume.weights)
+    stopper.best, stopper.best_epoch, stopper.wait = (resume.stopper[k] for k in ("best", "best_epoch", "wait"))
+    stopper.best_weights = resume.best_weights
+    return list(resume.rows)
+
+
+class _PhaseRunner:
+    """Runs fit_phase with what every phase shares; appends to the one history list."""
+
+    def __init__(self, cfg, stopper, log, class_weights, checkpoint, resume, rows):
+        self.cfg, self.stopper, self.log, self.class_weights = cfg, stopper, log, class_weights
+        self.checkpoint, self.resume, self.rows = checkpoint, resume, rows
+
+    def __call__(self, phase: Phase, name: str, lr: float, epochs: int) -> None:
+        resume = self.resume if self.resume is not None and self.resume.phase == name else None
+        fit_phase(phase, name, self.cfg, lr, epochs, self.stopper, self.log, self.class_weights,
+                  rows=self.rows, checkpoint=self.checkpoint, resume=resume)
+
+
 def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int, stopper: EarlyStopping,
-              log: EpochLog, class_weights: np.ndarray | None, first_epoch: int = 1) -> list[dict]:
-    """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam."""
+              log: EpochLog, class_weights: np.ndarray | None, rows: list[dict] | None = None,
+              checkpoint: Path | None = None, resume: TrainState | None = None) -> list[dict]:
+    """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam (or
+    the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``."""
+    rows = [] if rows is None else rows
     optimizer = keras.optimizers.Adam(learning_rate=lr)
     loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
     weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
     steps = _Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k)
     schedule = Schedule(cfg.schedule, lr, epochs, cfg.patience)
-    rows = []
-    for i in range(epochs):
-        epoch = first_epoch + i
+    done = resume.phase_epochs if resume else 0
+    if resume is not None:
+        _restore_optimizer(optimizer, phase.trainee, resume.optimizer)
+        schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
+    for i in range(done, epochs if not (resume and resume.phase_done) else done):
         optimizer.learning_rate.assign(schedule.at_epoch(i))
         start = time.perf_counter()
         if log.verbose:
             print(f"{name} epoch {i + 1}/{epochs}")
         train = _run_epoch(steps.train, phase.train(i), phase.steps, log.verbose)
         val = _run_epoch(steps.evaluate, phase.val(), None, False) if phase.val is not None else {}
-        row = {"phase": name, "epoch": epoch, **train, **{f"val_{k}": v for k, v in val.items()},
+        row = {"phase": name, "epoch": len(rows) + 1, **train, **{f"val_{k}": v for k, v in val.items()},
                "lr": float(schedule.current), "seconds": time.perf_counter() - start}
         rows.append(row)
+        monitored = row.get("val_loss", row["loss"])
+        schedule.after_epoch(monitored)
+        stop = stopper.update(monitored, row["epoch"])
+        if checkpoint is not None:
+            _save(checkpoint, name, i + 1, stop or i + 1 == epochs, rows, stopper, schedule, optimizer)
         log.on_epoch(row)
         if log.verbose:
             print("  " + _summary(row))
-        monitored = row.get("val_loss", row["loss"])
-        schedule.after_epoch(monitored)
-        if stopper.update(monitored, epoch):
+        if stop:
             if log.verbose:
                 print(f"  early stop: no improvement for {stopper.patience} epochs "
                       f"(best epoch {stopper.best_epoch})")
             break
     return rows
+
+
+def _restore_optimizer(optimizer, trainee, values) -> None:
+    optimizer.build(trainee.trainable_variables)
+    if len(optimizer.variables) != len(values):
+        raise ImgclfError("checkpoint does not match this model's optimizer state; was the config changed?")
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+
+
+def _save(path, name, phase_epochs, phase_done, rows, stopper, schedule, optimizer) -> None:
+    save_checkpoint(path, TrainState(
+        phase=name, phase_epochs=phase_epochs, phase_done=phase_done, rows=rows,
+        stopper={"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait},
+        schedule={"current": schedule.current, "best": schedule.best, "wait": schedule.wait},
+        weights=stopper.model.get_weights(), optimizer=[v.numpy() for v in optimizer.variables],
+        best_weights=stopper.best_weights))
 
 
 class _Steps:
