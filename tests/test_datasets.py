@@ -144,3 +144,10 @@ def test_digits_as_class_folders(tmp_path):
     assert np.asarray(Image.open(png)).max() > 200  # 0-16 was scaled up to 0-255
     ds = data.load_dataset(tmp_path / "digits", val_fraction=0.2, test_fraction=0.2)
     assert ds.class_names == [str(d) for d in range(10)] and len(ds.paths["test"]) == 10
+
+
+def test_written_dataset_loads_with_nothing_skipped(tmp_path):
+    from imgclf.data import load_dataset
+    write_digits(tmp_path / "d", per_class=3)
+    dataset = load_dataset(tmp_path / "d", val_fraction=0.0, test_fraction=0.0)
+    assert dataset.report.skipped == [] and sum(len(p) for p in dataset.paths.values()) == 30

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from imgclf.errors import ImgclfError
+from imgclf.layouts import DATASET_MARKER as MARKER  # says "written by imgclf datasets": safe to replace
 from imgclf.pipeline import map_threads
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
@@ -35,7 +36,6 @@ FASHION_MNIST_FILES = {
 }
 FASHION_MNIST_CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat",
                          "sandal", "shirt", "sneaker", "bag", "ankle_boot")
-MARKER = ".imgclf-dataset.json"  # says "written by imgclf datasets": safe to replace
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from imgclf.errors import ImgclfError
 from imgclf.images import IMAGE_EXTENSIONS
 
+DATASET_MARKER = ".imgclf-dataset.json"  # left by `imgclf datasets`; not data, never listed
+
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _HEADER_PATH = ("path", "file", "filename", "filepath", "image")
@@ -96,7 +98,7 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 def _split_folders(root: Path, split_dirs: dict[str, Path]) -> Found:
     found = Found("split-folders", str(root), None)
     for child in sorted(root.iterdir()):
-        if child not in split_dirs.values():
+        if child not in split_dirs.values() and child.name != DATASET_MARKER:
             reason = "hidden" if child.name.startswith(".") else "not in train/, val/ or test/"
             found.skipped.append((str(child), reason))
     found.class_names = _scan_classes(split_dirs["train"], "train", found)
@@ -112,6 +114,8 @@ def _scan_classes(folder: Path, split: str | None, found: Found, min_classes: in
     """Class folders of ``folder``, their images appended to ``found``; checks emptiness."""
     classes, empty, loose = [], [], 0
     for child in sorted(folder.iterdir()):
+        if child.name == DATASET_MARKER:
+            continue  # written by `imgclf datasets` beside the class folders; not data
         if child.name.startswith("."):
             found.skipped.append((str(child), "hidden"))
         elif child.is_dir():
