@@ -148,6 +148,6 @@ def test_digits_as_class_folders(tmp_path):
 
 def test_written_dataset_loads_with_nothing_skipped(tmp_path):
     from imgclf.data import load_dataset
-    write_digits(tmp_path / "d", per_class=3)
+    datasets.write_digits(tmp_path / "d", per_class=3)
     dataset = load_dataset(tmp_path / "d", val_fraction=0.0, test_fraction=0.0)
     assert dataset.report.skipped == [] and sum(len(p) for p in dataset.paths.values()) == 30
