@@ -18,6 +18,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -62,12 +63,13 @@ class ImageInfo:
     format: str
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+def read_image(path: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS, *,
                draft_size: int | None = None) -> Image.Image:
     """Decode one image file fully into an 8-bit RGB Pillow image.
 
     Args:
-        path: a jpg, jpeg, png, bmp, gif (first frame), webp or tiff file.
+        path: a jpg, jpeg, png, bmp, gif (first frame), webp or tiff file, or an open binary
+            file-like object holding one (``io.BytesIO(upload)``: decoded in memory).
         max_pixels: refuse images whose header claims more than this many pixels.
         draft_size: if given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both
             sides stay at least this long (libjpeg's DCT scaling: much faster for photos that
@@ -138,7 +140,13 @@ def resize(img: Image.Image, size: int) -> np.ndarray:
     return np.array(img, dtype=np.uint8)
 
 
-def _read(path: str | os.PathLike, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, ImageInfo]:
+def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int | None
+          ) -> tuple[Image.Image, ImageInfo]:
+    if hasattr(path, "read"):  # an upload held in memory: same rules, nothing touches the disk
+        if path.seek(0, os.SEEK_END) == 0:
+            raise BadImage("empty file")
+        path.seek(0)
+        return _decode(path, None, max_pixels, draft_size)
     path = Path(path)
     try:
         # Our own handle: leaving the block closes the file but keeps the decoded pixels
@@ -151,7 +159,7 @@ def _read(path: str | os.PathLike, max_pixels: int, draft_size: int | None) -> t
         raise BadImage(f"cannot read file ({exc.strerror or exc})", path) from None
 
 
-def _decode(fp, path: Path, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, ImageInfo]:
+def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, ImageInfo]:
     try:
         img = Image.open(fp, formats=_FORMATS)
     except UnidentifiedImageError:

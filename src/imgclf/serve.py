@@ -1,0 +1,444 @@
+"""The HTTP service: a trained model behind a JSON API and one web page.
+
+``POST /predict`` takes images (multipart upload, a JSON body of base64 strings, or one raw
+image body) and answers the top-k classes per image; ``GET /health`` is 503 until the model is
+loaded and warmed up; ``GET /model`` is the model card; ``GET /`` is the page, whose assets
+the app serves itself. Every refusal is a 4xx JSON ``{"error": ..., "detail": ...}``; uploads
+are decoded in memory and never written to disk. The model comes from :func:`imgclf.predict.load`
+only, so whatever it loads, the service serves.
+
+Example:
+    >>> app = create_app("runs/digits", limits=Limits(max_images=4))
+    >>> # uvicorn.run(app)  or  $ imgclf serve runs/digits
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+
+from imgclf.errors import ImgclfError
+
+ASSETS = Path(__file__).parent / "assets"
+_ENV = "IMGCLF_SERVE"  # how `--workers N` hands the source and limits to each worker process
+_RAW_TYPES = ("application/octet-stream",)
+# The page loads nothing from elsewhere; the browser enforces it.
+_PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+log = logging.getLogger("imgclf.serve")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the service; anything beyond gets a 4xx, never a 500.
+
+    Example:
+        >>> Limits(max_upload_bytes=2_000_000).max_images
+        16
+    """
+
+    max_upload_bytes: int = 10 * 1024 * 1024  # whole request body, counted as it arrives
+    max_images: int = 16  # per request
+    max_pixels: int = 25_000_000  # per image, from its header, before decoding
+    max_top_k: int = 100
+    decode_threads: int = 4  # requests decoding at once: bounds memory under load
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or value < 1:
+                raise ImgclfError(f"serve limit {name} must be a positive integer, got {value!r}")
+
+
+class Label(BaseModel):
+    label: str
+    probability: float
+
+
+class ImagePrediction(BaseModel):
+    name: str
+    top: list[Label]
+
+
+class PredictResponse(BaseModel):
+    top_k: int
+    predictions: list[ImagePrediction]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status, a short ``error`` and a ``detail`` for the client."""
+
+    def __init__(self, status: int, error: str, detail: Any = None):
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+class _InMemoryMultiPart(MultiPartParser):
+    # The body is already bounded by Limits.max_upload_bytes; a spool this size never rolls
+    # over to a temporary file, so no upload touches the disk.
+    spool_max_size = 1 << 62
+
+
+class _State:
+    def __init__(self, source: Path, limits: Limits):
+        self.source, self.limits = source, limits
+        self.classifier = None
+        self.card: dict | None = None
+        self.error: str | None = None
+        self.lock = threading.Lock()  # one forward pass at a time: interpreters are not thread-safe
+        self.limiter: anyio.CapacityLimiter | None = None
+
+    def load(self, background: bool = False) -> None:
+        from imgclf import predict
+        try:
+            clf = predict.load(self.source)
+            for n in (1, 2):  # trace now (a batch of one, then any size), not on a user's request
+                clf.predict_arrays(np.zeros((n, clf.image_size, clf.image_size, 3), np.uint8))
+            self.card, self.classifier = model_card(self.source, clf), clf
+        except Exception as exc:
+            if not background:
+                raise
+            # Loading in the background: the app keeps answering and /health reports why.
+            self.error = str(exc) if isinstance(exc, ImgclfError) else f"{type(exc).__name__}: {exc}"
+            log.error("cannot load %s: %s", self.source, self.error)
+
+    def ready(self):
+        if self.classifier is None:
+            raise ApiError(503, "model not ready", self.error or "loading")
+        return self.classifier
+
+
+def model_card(source: str | Path, classifier) -> dict:
+    """The model card (a JSON-ready dict): backbone, format, input size, classes, test metrics.
+
+    The metrics and backbone come from the run the model belongs to (``run.json``,
+    ``config.yaml``, ``metrics.json``): the source itself, or up to two folders above an
+    exported model (``runs/x/export/model.tflite``). A model with no run gives None there.
+
+    Example:
+        >>> model_card("runs/digits", load("runs/digits"))["metrics"]["accuracy"]
+        0.93
+    """
+    import yaml
+    source = Path(source)
+    run_dir = next((d for d in (source, source.parent, source.parent.parent)
+                    if (d / "run.json").is_file() or (d / "config.yaml").is_file()), None)
+    run, metrics, config = {}, {}, {}
+    if run_dir is not None:
+        run, metrics = _read_json(run_dir / "run.json"), _read_json(run_dir / "metrics.json")
+        try:
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            pass
+    model_cfg = config.get("model") if isinstance(config, dict) and isinstance(config.get("model"), dict) else {}
+    info = getattr(classifier, "info", None) or {}
+    card = {"name": (run_dir or source).resolve().stem, "source": str(source),
+            "format": getattr(classifier, "format", "keras"),
+            "backbone": info.get("backbone") or run.get("backbone") or model_cfg.get("backbone"),
+            "image_size": classifier.image_size, "num_classes": len(classifier.class_names),
+            "class_names": list(classifier.class_names), "metrics": None}
+    if "accuracy" in metrics:
+        card["metrics"] = {"accuracy": metrics["accuracy"], "n": metrics.get("n"),
+                           "top_k": metrics.get("top_k"), "top_k_accuracy": metrics.get("top_k_accuracy"),
+                           "macro_f1": (metrics.get("macro") or {}).get("f1")}
+    return card
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "upload too large", f"the request body may be at most {limit} bytes")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():  # counted as it arrives: Content-Length may lie or be absent
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "upload too large", f"the request body may be at most {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "client disconnected") from None
+    if not size:
+        raise ApiError(400, "empty body", "send images as multipart/form-data, JSON {\"images\": [base64]}, "
+                                         "or one raw image body")
+    return b"".join(chunks)
+
+
+async def _uploads(request: Request, body: bytes) -> list[tuple[str, bytes]]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        return await _multipart(request, body)
+    if media == "application/json":
+        return _json_images(body)
+    if media.startswith("image/") or media in _RAW_TYPES:
+        return [("body", body)]
+    raise ApiError(415, "unsupported content type", f"got '{media or 'none'}'; use multipart/form-data, "
+                   "application/json or image/*")
+
+
+async def _multipart(request: Request, body: bytes) -> list[tuple[str, bytes]]:
+    async def once():
+        yield body
+    try:
+        form = await _InMemoryMultiPart(request.headers, once(), max_part_size=len(body)).parse()
+    except (MultiPartException, ValueError, KeyError) as exc:
+        raise ApiError(400, "malformed multipart body", str(exc)) from None
+    files = []
+    for _, value in form.multi_items():
+        if not isinstance(value, str):
+            files.append((value.filename or "upload", await value.read()))
+    await form.close()
+    return files
+
+
+def _json_images(body: bytes) -> list[tuple[str, bytes]]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid JSON") from None
+    items = payload.get("images") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ApiError(400, "invalid JSON", 'expected {"images": ["<base64 or data: URL>", ...]}')
+    images = []
+    for i, item in enumerate(items):
+        text = item.split("base64,", 1)[1] if item.startswith("data:") and "base64," in item else item
+        try:
+            images.append((f"image-{i}", base64.b64decode(text, validate=True)))
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "invalid base64", {"index": i}) from None
+    return images
+
+
+def _predict(state: _State, uploads: list[tuple[str, bytes]], top_k: int) -> dict:
+    from imgclf.images import BadImage, read_image, resize
+    clf = state.classifier
+    max_pixels = min(state.limits.max_pixels, clf.max_pixels)
+    arrays = []
+    for i, (name, data) in enumerate(uploads):
+        try:
+            arrays.append(resize(read_image(io.BytesIO(data), max_pixels), clf.image_size))
+        except BadImage as exc:
+            too_large = exc.reason.startswith("too large")
+            raise ApiError(413 if too_large else 415, "image too large" if too_large else "not an image",
+                           {"index": i, "name": name, "reason": exc.reason}) from None
+    with state.lock:
+        probs = clf.predict_arrays(np.stack(arrays))
+    k = min(top_k, len(clf.class_names))
+    predictions = []
+    for (name, _), p in zip(uploads, probs):
+        order = np.argsort(-p, kind="stable")[:k]
+        predictions.append({"name": name, "top": [{"label": clf.class_names[j], "probability": float(p[j])}
+                                                  for j in order]})
+    return {"top_k": k, "predictions": predictions}
+
+
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "items": {"type": "string", "description": "base64 or a data: URL"}}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+
+
+def _error(status: int, error: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def api_error(request, exc: ApiError):
+        return _error(exc.status, exc.error, exc.detail)
+
+    async def http_error(request, exc: HTTPException):
+        from http import HTTPStatus
+        return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower(), exc.detail,
+                      getattr(exc, "headers", None))
+
+    async def invalid(request, exc: RequestValidationError):
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return _error(422, "invalid parameter", detail)
+
+    async def bug(request, exc: Exception):  # never meant to happen; a test throws garbage to make sure
+        log.exception("unhandled error on %s", request.url.path)
+        return _error(500, "internal error")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, bug)
+
+
+def create_app(source: str | Path, *, limits: Limits | None = None, preload: bool = False) -> FastAPI:
+    """The FastAPI app serving one model.
+
+    Args:
+        source: a run directory or anything else :func:`imgclf.predict.load` accepts.
+        limits: request limits (defaults: :class:`Limits`).
+        preload: load the model now (a bad source raises ImgclfError here) instead of in the
+            background after start-up, while ``/health`` answers 503.
+
+    Returns:
+        The app; run it with uvicorn.
+
+    Example:
+        >>> from fastapi.testclient import TestClient
+        >>> with TestClient(create_app("runs/digits", preload=True)) as client:
+        ...     client.get("/health").json()["status"]
+        'ready'
+    """
+    state = _State(Path(source), limits or Limits())
+    if preload:
+        state.load()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        # Per start, not per app: anyio primitives belong to the event loop that made them.
+        state.limiter = anyio.CapacityLimiter(state.limits.decode_threads)
+        loading = None if state.classifier else asyncio.create_task(asyncio.to_thread(state.load, True))
+        yield
+        if loading and not loading.done():
+            log.warning("shutting down while the model is still loading")
+
+    from imgclf import __version__
+    app = FastAPI(title="imgclf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Image classification with a model trained by imgclf.")
+    app.state.imgclf = state
+    _add_error_handlers(app)
+    app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(ASSETS / "index.html", headers={"Content-Security-Policy": _PAGE_CSP})
+
+    @app.get("/health", responses={503: {"description": "the model is loading or failed to load"}})
+    async def health():
+        """Ready (200) once the model is loaded and warmed up; 503 before, or if loading failed."""
+        if state.classifier is not None:  # pid: which --workers process answered
+            return {"status": "ready", "pid": os.getpid()}
+        status = "failed" if state.error else "loading"
+        return JSONResponse({"status": status, "detail": state.error}, status_code=503)
+
+    @app.get("/model", responses=_ERRORS)
+    async def model():
+        """The model card: backbone, input size, class names, the run's test metrics, the limits."""
+        state.ready()
+        return {**state.card, "limits": asdict(state.limits)}
+
+    @app.post("/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    async def predict(request: Request, top_k: int = 5):
+        """Top-k classes with probabilities for each image, in the order they were sent."""
+        state.ready()
+        if not 1 <= top_k <= state.limits.max_top_k:
+            raise ApiError(422, "invalid parameter", f"top_k must be 1-{state.limits.max_top_k}, got {top_k}")
+        uploads = await _uploads(request, await _read_body(request, state.limits.max_upload_bytes))
+        if not uploads:
+            raise ApiError(400, "no images", "the request holds no image")
+        if len(uploads) > state.limits.max_images:
+            raise ApiError(413, "too many images", f"at most {state.limits.max_images} per request, "
+                                                   f"got {len(uploads)}")
+        state.limiter = state.limiter or anyio.CapacityLimiter(state.limits.decode_threads)
+        return await anyio.to_thread.run_sync(_predict, state, uploads, top_k, limiter=state.limiter)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app factory each ``--workers`` process calls, configured by :func:`serve` through the
+    environment; the model loads here, before the worker accepts a connection."""
+    spec = json.loads(os.environ[_ENV])
+    try:
+        return create_app(spec["source"], limits=Limits(**spec.get("limits", {})), preload=True)
+    except ImgclfError as exc:
+        from uvicorn.config import STARTUP_FAILURE
+        log.error("imgclf: error: %s", exc)
+        sys.exit(STARTUP_FAILURE)  # tells uvicorn's supervisor to stop, not to restart us forever
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    # IPPROTO_TCP named explicitly: asyncio turns on TCP_NODELAY for accepted connections only
+    # then. uvicorn's own listener for --workers leaves it out, and every keep-alive response
+    # then waits ~40 ms on Nagle and delayed ACKs (Kludex/uvicorn#3149).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ImgclfError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          limits: Limits | None = None, log_level: str = "info") -> None:
+    """Serve a model until interrupted: the API, the page and the OpenAPI schema.
+
+    Args:
+        source: a run directory or exported model.
+        host: the address to bind; loopback by default, so nothing is exposed by accident.
+        port: the TCP port.
+        workers: processes, each loading the model once before it takes requests.
+        limits: request limits.
+        log_level: uvicorn's log level.
+
+    Example:
+        >>> serve("runs/digits", port=8080)  # doctest: +SKIP
+    """
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+    if not Path(source).exists():
+        raise ImgclfError(f"{source}: no such run directory or model file")
+    if workers < 1:
+        raise ImgclfError(f"--workers must be at least 1, got {workers}")
+    limits = limits or Limits()
+    if workers == 1:
+        app = create_app(source, limits=limits, preload=True)  # a bad model fails here, in one line
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        return
+    os.environ[_ENV] = json.dumps({"source": str(Path(source).resolve()), "limits": asdict(limits)})
+    config = uvicorn.Config("imgclf.serve:app_from_env", factory=True, host=host, port=port,
+                            workers=workers, log_level=log_level)
+    sock = _listen_socket(host, port)
+    logging.getLogger("uvicorn.error").info("imgclf: %d workers on http://%s:%d", workers, host, port)
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise ImgclfError(f"{source}: the workers could not load the model (the reason is above)")
