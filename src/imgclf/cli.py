@@ -38,6 +38,7 @@ TRAIN_FLAGS = [
     ("--dropout", "model.dropout", float, "head dropout (default 0.2)"),
     ("--hidden-units", "model.hidden_units", int, "hidden Dense layer in the head; 0 for none (default)"),
     ("--cache", "data.cache", str, "decoded images: memory (default), disk, none"),
+    ("--views", "train.views", int, "augmented views per training image in the feature cache (default 4)"),
 ]
 
 
@@ -47,6 +48,8 @@ def _add_train(sub) -> None:
                                    "the frozen pretrained base, phase 2 fine-tunes the top of the base. "
                                    "Writes runs/NAME/ with the model, history, metrics, plots and report.html.")
     p.add_argument("data", nargs="?", help="a folder per class, a root with train/ val/ test/, or a CSV of path,label")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint "
+                   "(its own config and split are used; other options are refused)")
     p.add_argument("--config", help="YAML config file; flags override it")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--fine-tune-layers", type=int, help="unfreeze the top N weighted layers of the base")
@@ -55,15 +58,21 @@ def _add_train(sub) -> None:
         p.add_argument(flag, type=kind, help=text)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other config key, e.g. --set data.augment.zoom=0.2 (repeatable)")
+    p.add_argument("--plain", action="store_true",
+                   help="no feature cache: run the whole network on every image in every epoch (slower; "
+                        "for comparison)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def _cmd_train(args) -> int:
+    if args.resume:
+        return _cmd_resume(args)
     from imgclf.config import load_config
     from imgclf.workflow import run_training
     overrides = {key: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, key, _, _ in TRAIN_FLAGS}
     overrides["train.fine_tune_layers"] = args.fine_tune_layers
     overrides["train.fine_tune_blocks"] = args.fine_tune_blocks
+    overrides["train.feature_cache"] = False if args.plain else None
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -71,7 +80,26 @@ def _cmd_train(args) -> int:
         overrides[key.strip()] = value
     cfg = load_config(args.config, {**({"data.path": args.data} if args.data else {}), **overrides})
     result = run_training(cfg, verbose=not args.quiet)
-    print(f"run: {result.run_dir}")
+    _summarise(result, args.quiet)
+    return 0
+
+
+def _summarise(result, quiet: bool) -> None:
+    if quiet and result.metrics:  # verbose runs have printed the full table already
+        m = result.metrics
+        print(f"test: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro']['f1']:.4f}, "
+              f"top-{m['top_k']} {m['top_k_accuracy']:.4f} on {m['n']} images")
+    print(f"run: {result.run_dir}  (report: {result.run_dir / 'report.html'})")
+
+
+def _cmd_resume(args) -> int:
+    from imgclf.workflow import resume_training
+    given = [flag for flag, *_ in TRAIN_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_")) is not None]
+    given += ["DATA"] * bool(args.data) + ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
+    if given:
+        raise ImgclfError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
+    result = resume_training(args.resume, verbose=not args.quiet)
+    _summarise(result, args.quiet)
     return 0
 
 
@@ -97,7 +125,7 @@ def _expand(items: list[str]):
 
 def _cmd_predict(args) -> int:
     from imgclf.predict import load
-    clf = load(args.run)
+    clf = load(args.run, num_threads=args.threads)
     rows = clf.predict_paths(_expand(args.images), top_k=args.top_k, batch_size=args.batch_size)
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
@@ -152,8 +180,41 @@ def _cmd_datasets(args) -> int:
                                                test_per_class=args.test_per_class)
     else:
         summary = datasets.write_digits(args.out, per_class=args.per_class, seed=args.seed)
-    print(json.dumps(summary, indent=2, default=str))
+    counts = summary["counts"]
+    splits = counts if all(isinstance(v, dict) for v in counts.values()) else {"all": counts}
+    parts = ", ".join(f"{split} {sum(c.values())}" for split, c in splits.items())
+    print(f"wrote {summary['dataset']} to {summary['out_dir']}: {len(summary['classes'])} classes, "
+          f"{parts} images")
     return 0
+
+
+def _cmd_serve(args) -> int:
+    from imgclf.serve import Limits, serve
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_images=args.max_images,
+                    max_pixels=args.max_pixels)
+    serve(args.run, host=args.host, port=args.port, workers=args.workers, limits=limits)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from imgclf.export import FORMATS, Exporter
+    formats = list(FORMATS) if args.format == "all" else [args.format]
+    exporter, failed = Exporter(args.run), 0
+    for fmt in formats:
+        out = Path(args.out) / FORMATS[fmt] if args.out and args.format == "all" else args.out
+        try:
+            result = exporter.export(fmt, out, min_agreement=args.min_agreement,
+                                     calibration_images=args.calibration_images, verbose=not args.quiet)
+        except ImgclfError as exc:
+            if len(formats) == 1:
+                raise
+            print(f"imgclf: error: {exc}", file=sys.stderr)  # go on with the other formats
+            failed += 1
+            continue
+        m = result.metrics
+        print(f"{fmt}: {result.path}  {m['bytes'] / 1e6:.1f} MB  accuracy {m['accuracy']:.4f} "
+              f"(Keras {m['keras_accuracy']:.4f})  agreement {m['agreement']:.1%} on {m['n']} {m['split']} images")
+    return 2 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,15 +235,36 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy and the confusion matrix; writes metrics.json and plots.")
     p.add_argument("run", help="a run directory (runs/NAME)")
     p.add_argument("--data", help="a labelled dataset to evaluate on instead of the run's test split")
-    p = sub.add_parser("predict", help="predict classes of images with a trained run",
+    p = sub.add_parser("predict", help="predict classes of images with a trained run or exported model",
                        description="Predict the top-k classes of image files or folders (searched "
-                                   "recursively), streaming in batches; unreadable files are reported.")
-    p.add_argument("run", help="a run directory (runs/NAME)")
+                                   "recursively), streaming in batches; unreadable files are reported. "
+                                   "The model is a run directory or an exported model (.keras, .tflite "
+                                   "run by LiteRT, or a SavedModel folder).")
+    p.add_argument("run", metavar="RUN_OR_MODEL",
+                   help="a run directory (runs/NAME) or an exported model file or SavedModel folder")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table",
                    help="table (default), json (one object per line) or csv")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, help="LiteRT threads for a .tflite model (default: every CPU)")
+    p = sub.add_parser("export", help="export a run to Keras, SavedModel or TFLite, checked against it",
+                       description="Export a run with its preprocessing (input: 0-255 RGB at the model's "
+                                   "size) and class names inside. Each export runs on the run's test split "
+                                   "and is refused unless its top-1 agreement with the Keras model reaches "
+                                   "the threshold; results go to RUN/export/metrics.json.")
+    p.add_argument("run", help="a run directory (runs/NAME)")
+    p.add_argument("--format", default="tflite",
+                   choices=["keras", "savedmodel", "tflite", "tflite-dynamic", "tflite-int8", "all"],
+                   help="tflite (float32, default), tflite-dynamic (int8 weights), tflite-int8 (full "
+                        "integer, uint8 input), savedmodel, keras, or all of them")
+    p.add_argument("--out", help="the model file or SavedModel folder (with --format all: a folder); "
+                                 "default RUN/export/")
+    p.add_argument("--min-agreement", type=float,
+                   help="least top-1 agreement with the Keras model, 0-1 (default 0.99 float, 0.97 quantised)")
+    p.add_argument("--calibration-images", type=int, default=200,
+                   help="training images that calibrate int8 ranges (default 200)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary lines")
     p = sub.add_parser("inspect", help="report on a dataset without training",
                        description="Classes, counts per split, image sizes and modes, imbalance, and every "
                                    "skipped file with the reason.")
@@ -207,11 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-per-class", type=int, help="fashion-mnist: keep N test images per class")
     p.add_argument("--per-class", type=int, help="digits: keep N images per class")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("serve", help="serve a model: HTTP API and a web page",
+                       description="Serve a run (or exported model) with FastAPI and uvicorn: POST /predict "
+                                   "(multipart, JSON base64 or a raw image), GET /health, GET /model, "
+                                   "/openapi.json, and a web page at /. Binds to loopback unless --host says otherwise.")
+    p.add_argument("run", metavar="RUN_OR_MODEL", help="a run directory (runs/NAME) or an exported model")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="processes, each loading the model once (default 1)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit in MiB (default 10)")
+    p.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
+    p.add_argument("--max-pixels", type=int, default=25_000_000, help="pixels per image (default 25 million)")
     return parser
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-            "inspect": _cmd_inspect, "backbones": _cmd_backbones, "datasets": _cmd_datasets}
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export,
+            "inspect": _cmd_inspect, "backbones": _cmd_backbones, "datasets": _cmd_datasets,
+            "serve": _cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

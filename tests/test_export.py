@@ -1,0 +1,206 @@
+"""export.py and the exported models: every format reloads and answers like the trained model,
+a failed check ships nothing, and predict turns a corrupt or foreign model into one clear line."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imgclf.cli import main
+from imgclf.data import load_dataset, load_images
+from imgclf.datasets import write_digits
+from imgclf.errors import ImgclfError
+from imgclf.export import FORMATS, MIN_AGREEMENT, Exporter, export_run
+from imgclf.predict import load
+from imgclf.workflow import train
+
+pytestmark = pytest.mark.slow
+# A tiny, barely trained model has many close calls, and 30 test images make one flip 3.3
+# points: quantised exports are held to a looser bar here than the defaults for real runs.
+QUANTISED_BAR = 0.8
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    write_digits(root / "digits", per_class=12)
+    result = train(root / "digits", runs_dir=root / "runs", name="digits", verbose=False, image_size=32,
+                   epochs=2, fine_tune_epochs=1, batch_size=16, seed=3, val_fraction=0.2, test_fraction=0.25)
+    return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def exporter(run):
+    return Exporter(run)
+
+
+@pytest.fixture(scope="module")
+def held_out(run):
+    dataset = load_dataset(run / "split.csv")
+    return load_images(dataset.paths["test"], 32), dataset.labels["test"]
+
+
+@pytest.fixture(scope="module")
+def reference(run, held_out):
+    return load(run).predict_arrays(held_out[0])
+
+
+@pytest.fixture(scope="module")
+def exports(run, exporter):
+    """Every format, exported once (the int8 one through the CLI); format -> path."""
+    paths = {}
+    for fmt in FORMATS:
+        bar = QUANTISED_BAR if MIN_AGREEMENT[fmt] < 0.99 else None
+        if fmt == "tflite-int8":
+            assert main(["export", str(run), "--format", fmt, "--min-agreement", str(bar), "-q",
+                         "--calibration-images", "50"]) == 0
+        else:
+            exporter.export(fmt, min_agreement=bar)
+        paths[fmt] = run / "export" / FORMATS[fmt]
+    return paths
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_every_format_reloads_and_agrees_with_the_keras_model(fmt, run, exports, held_out, reference):
+    path = exports[fmt]
+    clf = load(path)
+    assert (clf.format, clf.image_size, clf.class_names) == (fmt, 32, [str(d) for d in range(10)])
+    probs = clf.predict_arrays(held_out[0])
+    agreement = np.mean(probs.argmax(1) == reference.argmax(1))
+    if fmt in ("keras", "savedmodel", "tflite"):
+        np.testing.assert_allclose(probs, reference, atol=1e-4)
+    else:
+        assert agreement >= QUANTISED_BAR
+    record = json.loads((run / "export" / "metrics.json").read_text())[fmt]
+    assert record["passed"] and record["n"] == len(reference) == 30
+    assert record["agreement"] == pytest.approx(agreement, abs=1e-4)
+    assert record["keras_accuracy"] == pytest.approx(np.mean(reference.argmax(1) == held_out[1]), abs=1e-4)
+    assert (path.parent / "labels.txt").read_text().split() == clf.class_names
+    sidecar = json.loads((path.parent / f"{path.name}.json").read_text())
+    assert (sidecar["format"], sidecar["image_size"], sidecar["check"]) == (fmt, 32, record)
+
+
+def test_sizes_and_input_types_fit_each_format(exports):
+    from imgclf.runtimes import LiteRTRuntime
+    size = {fmt: os.path.getsize(exports[fmt]) for fmt in ("tflite", "tflite-dynamic", "tflite-int8")}
+    assert size["tflite-int8"] < size["tflite"] / 3 and size["tflite-dynamic"] < size["tflite"] / 3
+    assert LiteRTRuntime(exports["tflite-int8"]).input_dtype == np.uint8  # raw pixels go straight in
+    assert LiteRTRuntime(exports["tflite"]).input_dtype == np.float32
+
+
+def test_a_tflite_file_alone_still_knows_its_labels(exports, tmp_path, held_out, reference):
+    alone = tmp_path / "alone.tflite"
+    shutil.copyfile(exports["tflite"], alone)  # no labels.txt beside it
+    clf = load(alone, num_threads=1)
+    assert clf.class_names == [str(d) for d in range(10)] and clf.info["backbone"] == "efficientnet_lite0"
+    one = clf.predict_arrays(held_out[0][:1])  # a different batch size re-plans the interpreter
+    np.testing.assert_allclose(one, reference[:1], atol=1e-4)
+
+
+def test_savedmodel_serves_without_keras(exports):
+    path = exports["savedmodel"]
+    assert (path / "assets" / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    code = ("import sys; sys.modules['keras'] = None\n"  # any import of Keras now fails
+            "import numpy as np, tensorflow as tf\n"
+            f"fn = tf.saved_model.load({str(path)!r}).signatures['serving_default']\n"
+            "out = fn(image=tf.constant(np.full((2, 32, 32, 3), 255.0, np.float32)))['probabilities']\n"
+            "print(out.shape, round(float(tf.reduce_sum(out[0])), 3))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(2, 10) 1.0"
+
+
+def test_predict_cli_runs_an_exported_model(run, exports, capsys):
+    images = sorted(load_dataset(run / "split.csv").paths["test"])[:4]
+    assert main(["predict", str(exports["tflite-int8"]), *images, "--format", "json", "--top-k", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 4 and all(len(r["top"]) == 2 and r["error"] is None for r in rows)
+
+
+def test_an_export_that_disagrees_is_refused_and_not_left_behind(run, exporter, exports, monkeypatch):
+    import keras
+
+    import imgclf.convert as convert_mod
+    real = convert_mod.convert_tflite
+    # Stands for a conversion gone wrong: right shapes, unrelated (untrained) weights.
+    wrong = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax",
+                                                 kernel_initializer=keras.initializers.GlorotUniform(0))])
+    monkeypatch.setattr(convert_mod, "convert_tflite", lambda model, mode="float", calibration=None: real(wrong, mode))
+    out = run / "broken" / "model.tflite"
+    with pytest.raises(ImgclfError, match=r"agrees with the Keras model on .* below the 99.0% threshold"):
+        exporter.export("tflite", out)
+    assert not out.parent.exists() or not any(out.parent.iterdir())  # no model, no temp file, no labels
+    record = json.loads((run / "export" / "metrics.json").read_text())["tflite"]
+    assert record["passed"] is False and record["agreement"] < 0.5 and record["path"] == str(out)
+
+
+def _foreign_tflite(path):
+    import keras
+    import tensorflow as tf
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, activation="softmax")])
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+@pytest.mark.parametrize("name, make, fragment", [
+    ("random.tflite", lambda p: p.write_bytes(os.urandom(4000)), "not a valid TFLite model"),
+    ("empty.tflite", lambda p: p.write_bytes(b""), "not a valid TFLite model"),
+    ("foreign.tflite", _foreign_tflite, "not an image classifier"),
+    ("model.keras", lambda p: p.write_text("not a model"), "cannot load model"),
+    ("model.onnx", lambda p: p.write_bytes(b"\x08\x01"), "unknown model format"),
+    ("folder", lambda p: p.mkdir(), "neither a run directory"),
+    ("savedmodel", lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(b"junk")), "cannot load SavedModel"),
+])
+def test_corrupt_or_foreign_models_end_in_one_clear_line(name, make, fragment, tmp_path, capsys, run):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(ImgclfError, match=fragment):
+        load(path)
+    image = load_dataset(run / "split.csv").paths["test"][0]
+    assert main(["predict", str(path), image]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("imgclf: error:") and str(path) in err and fragment in err
+
+
+def test_a_tflite_without_labels_is_refused(exports, tmp_path):
+    from imgclf.runtimes import METADATA_NAME
+    data = exports["tflite"].read_bytes()
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(data.replace(METADATA_NAME.encode() + b"\x00", b"xxxxxx\x00", 1))  # hide the record
+    with pytest.raises(ImgclfError, match="no class names"):
+        load(bare)
+    (tmp_path / "labels.txt").write_text("".join(f"d{i}\n" for i in range(10)))
+    assert load(bare).class_names[0] == "d0"
+
+
+@pytest.mark.parametrize("fmt, out, fragment", [
+    ("tflite", "x.keras", "must end in .tflite"),
+    ("savedmodel", "occupied", "not a SavedModel"),
+    ("pdf", None, "unknown export format"),
+])
+def test_bad_export_requests_fail_before_any_work(fmt, out, fragment, run, tmp_path):
+    if out == "occupied":
+        (tmp_path / out).mkdir()
+        (tmp_path / out / "keep.txt").write_text("mine")
+    with pytest.raises(ImgclfError, match=fragment):
+        export_run(run, fmt, tmp_path / out if out else None)
+    if out == "occupied":
+        assert (tmp_path / out / "keep.txt").read_text() == "mine"
+
+
+def test_a_foreign_tflite_classifier_with_a_fixed_batch_and_labels_beside_it_runs(tmp_path):
+    import keras
+    import tensorflow as tf
+    inputs = keras.Input((8, 8, 3), batch_size=1)  # batch fixed at 1, as some converters leave it
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, outputs)
+    (tmp_path / "m.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    (tmp_path / "labels.txt").write_text("no\nyes\n")
+    clf = load(tmp_path / "m.tflite")
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    assert (clf.class_names, clf.image_size, clf.format) == (["no", "yes"], 8, "tflite")
+    np.testing.assert_allclose(clf.predict_arrays(images), model(images.astype(np.float32)).numpy(), atol=1e-5)
