@@ -12,6 +12,10 @@ Layout of ``runs/<name>/``::
     plots/*.png        training curves, confusion matrices, per-class scores, mistakes
     report.html        everything above in one self-contained page
     logs/              TensorBoard event files
+    run.json           time, image size, backbone, training path and cache sizes
+    checkpoint.npz     the training state after the last epoch (removed once complete)
+    cache/             feature caches over the memory budget (train.cache_memory_mb)
+    export/            exported models, their labels and self-check metrics
     COMPLETE           written last; a run without it is incomplete
 """
 from __future__ import annotations
