@@ -140,7 +140,8 @@ def run_guide(root: Path, size: int, epochs: int, fine_tune_epochs: int, batch_s
     test_s = time.perf_counter() - t
     return {"recipe": "keras guide", "budget": [epochs, fine_tune_epochs], "epochs_run": [epochs, fine_tune_epochs],
             "head_s": head_s, "fine_tune_s": fine_s, "other_s": setup + test_s,
-            "total_s": time.perf_counter() - start - untimed, "head_accuracy": head_acc, "accuracy": float(accuracy_score(y_true, y_pred)),
+            "total_s": time.perf_counter() - start - untimed, "head_accuracy": head_acc,
+            "accuracy": float(accuracy_score(y_true, y_pred)),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
             "val_accuracy": {"head": head_val, "fine_tune": fine_val}, "batch_size": batch_size}
 
