@@ -35,7 +35,8 @@ def measure(size: int, count: int, batch: int) -> dict:
     import keras
 
     from imgclf.config import RunConfig, TrainConfig
-    from imgclf.features import CachedData, compile_forward
+    from imgclf.features import CachedData
+    from imgclf.forward import compile_forward
     from imgclf.model import base_of, build_classifier
 
     model = build_classifier("efficientnet_lite0", 10, size)

@@ -26,8 +26,9 @@ guide's test accuracy after its head phase is also measured, as a diagnostic lef
 
 Time-to-accuracy. imgclf's API gives no hook to score the test set after each epoch, and
 scoring an epoch's weights would be optimistic anyway (imgclf keeps its best-val weights, not
-the last). So imgclf is rerun from scratch at a ladder of smaller budgets (ceil of 1/8, 1/4, 1/2
-of E and F, then E+F itself), smallest first, and the first budget whose final test accuracy is
+the last). So imgclf is rerun from scratch at a ladder of smaller budgets (one head epoch and no
+fine-tuning, since the head alone may already be enough; then ceil of 1/8, 1/4, 1/2 of E and F;
+then E+F itself), smallest first, and the first budget whose final test accuracy is
 >= the guide's final test accuracy counts with its whole wall time. The reported ratio is that
 time over the guide's total time (below 1: imgclf reaches the guide's accuracy sooner). The
 ladder is coarse, so the time is an upper bound on what a perfectly chosen budget would take.
@@ -206,9 +207,15 @@ def spawn(kind: str, budget: tuple[int, int], root: Path, args, log_dir: Path) -
 
 
 def ladder(epochs: int, fine_tune_epochs: int) -> list[tuple[int, int]]:
-    """Budgets smaller than E+F, smallest first (ceil of 1/8, 1/4, 1/2 of each phase)."""
+    """Budgets smaller than E+F, smallest first: 1+0 (the head alone), then ceil of 1/8, 1/4,
+    1/2 of each phase.
+
+    Example:
+        >>> ladder(10, 5)
+        [(1, 0), (2, 1), (3, 2), (5, 3)]
+    """
     steps = {(max(1, math.ceil(epochs * q)), math.ceil(fine_tune_epochs * q)) for q in (1 / 8, 1 / 4, 1 / 2)}
-    return sorted(b for b in steps if b != (epochs, fine_tune_epochs))
+    return sorted(b for b in steps | {(1, 0)} if b != (epochs, fine_tune_epochs))
 
 
 def time_to_accuracy(kind, full: dict, target: float, root, args, log_dir) -> dict:
@@ -265,7 +272,7 @@ def main(args) -> dict:
     print("\n" + format_table(rows))
     if "error" not in guide:
         print(f"\ntime to reach the guide's final test accuracy {guide['accuracy']:.4f} (guide: {guide['total_s']:.1f} s); "
-              "imgclf rerun from scratch at budgets of 1/8, 1/4, 1/2 and all of E+F, smallest first; "
+              "imgclf rerun from scratch at budgets of 1+0, 1/8, 1/4, 1/2 and all of E+F, smallest first; "
               "the first that reaches it counts with its whole wall time")
     for kind, t in tta.items():
         if t["reached"]:

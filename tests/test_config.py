@@ -8,6 +8,7 @@ from imgclf.errors import ImgclfError
 def test_defaults_are_valid_and_frozen():
     cfg = load_config()
     assert cfg == RunConfig()
+    assert cfg.train.views == 0  # automatic: features.choose_views
     with pytest.raises(Exception):
         cfg.seed = 1
 
@@ -41,6 +42,8 @@ def test_unknown_key_lists_valid_ones(tmp_path):
     ({"data.augment.flip": "diagonal"}, "horizontal"),
     ({"train.fine_tune_layers": 3, "train.fine_tune_blocks": 2}, "not both"),
     ({"data.image_size": 8}, "image_size"),
+    ({"train.views": -1}, "0 \\(automatic\\) or 1-64"),
+    ({"train.views": 65}, "train.views"),
 ])
 def test_bad_values_are_one_line_errors(override, fragment):
     with pytest.raises(ImgclfError, match=fragment) as err:

@@ -198,6 +198,44 @@ def test_load_images_decodes_and_squashes(fruit):
     assert data.load_images([], 16).shape == (0, 16, 16, 3)
 
 
+def test_small_images_are_decoded_once(tree, fruit, monkeypatch):
+    paths = [p for split in ("train", "val", "test") for p in fruit.paths[split]]
+    assert set(fruit.decoded) == set(paths)  # every good image is small here
+    reference = data.load_images(paths, 16)
+
+    def refuse(*args, **kwargs):
+        raise BadImage("decoded again", args[0])
+
+    monkeypatch.setattr(pipeline, "read_image", refuse)
+    np.testing.assert_array_equal(data.load_images(paths, 16, decoded=fruit.decoded), reference)
+    assert data.load_dataset(tree["root"], seed=42, keep_mb=0).decoded == {}
+    assert len(data.load_dataset(tree["root"], seed=42, keep_mb=0.01).decoded) < len(paths)  # budget
+
+
+def test_map_threads_keeps_order_and_stops_at_the_first_error():
+    items = list(range(5000))
+    assert pipeline.map_threads(lambda x: x * x, items, workers=3) == [x * x for x in items]
+    assert pipeline.map_threads(len, [], workers=2) == []
+    calls = []
+
+    def fail_early(x):
+        calls.append(x)
+        if x == 10:
+            raise ValueError("bad item")
+        return x
+    with pytest.raises(ValueError, match="bad item"):
+        pipeline.map_threads(fail_early, items, workers=2)
+    assert len(calls) < len(items) // 2  # the rest was never started
+
+
+def test_tiny_files_are_checked_in_one_thread(tmp_path):
+    tiny = [_corpus.save(_corpus.quadrant_image(), tmp_path / f"{i}.png") for i in range(4)]
+    assert data._check_threads([str(p) for p in tiny]) == 1
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(data.SMALL_FILE_BYTES * 2))
+    assert data._check_threads([str(big), str(tmp_path / "missing.png")]) is None
+
+
 def test_load_images_names_a_file_that_went_bad(tmp_path):
     path = _corpus.save(_corpus.quadrant_image(), tmp_path / "x.png")
     path.write_bytes(b"")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from imgclf.config import RunConfig, TrainConfig
-from imgclf.features import CachedData, ViewBatches, allocate, split_base
+from imgclf.features import CachedData, ViewBatches, allocate, choose_views, split_base
 from imgclf.model import base_of, build_classifier, head_of, unfreeze_top
 from imgclf.trainer import EpochLog, PlainData, fit_two_phase
 
@@ -39,6 +39,14 @@ def test_split_base_recomposes_the_base(model):
     assert any(layer.name.endswith("conv") for layer in top_layers.layers)
 
 
+def _assert_fp16_equal(cached, reference):
+    """The float16 cache holds the float32 values to float16 precision: within one float16 step
+    (plus a hair for float32 differences between runtimes that can round the other way)."""
+    assert cached.dtype == np.float16
+    step = np.spacing(np.abs(reference).astype(np.float16)).astype(np.float32)
+    assert np.all(np.abs(cached.astype(np.float32) - reference) <= step + 1e-4)
+
+
 def test_cached_features_equal_the_networks_outputs(model, tmp_path):
     images, labels = _arrays()
     for fine_tune in (0, 1):
@@ -46,11 +54,19 @@ def test_cached_features_equal_the_networks_outputs(model, tmp_path):
                           (images, labels), (images[:6], labels[:6]), tmp_path)
         x = images.astype(np.float32)
         pooled = model.get_layer("pool")(base_of(model)(x)).numpy()
-        np.testing.assert_allclose(data.feats[0], pooled, atol=1e-4)  # view 0: unaugmented
-        np.testing.assert_allclose(data.val_feats[0], pooled[:6], atol=1e-4)
+        if fine_tune:  # pooled from the float16 activations: their rounding, carried through the top
+            assert data.feats.dtype == np.float16
+            np.testing.assert_allclose(data.feats[0], pooled, atol=1e-3 * np.abs(pooled).max())
+        else:
+            _assert_fp16_equal(data.feats[0], pooled)  # view 0: unaugmented
+            _assert_fp16_equal(data.val_feats[0], pooled[:6])
         assert not np.allclose(data.feats[1], data.feats[0])  # view 1: augmented
+        # what the head sees from the float16 cache is what it would see from float32 features
+        head = head_of(model)
+        np.testing.assert_array_equal(head(next(ViewBatches(data.feats, labels, CLASSES, N, shuffle=False)
+                                                .epoch(0))[0]).numpy().argmax(1), head(pooled).numpy().argmax(1))
     bottom, _ = split_base(model, "efficientnet_lite0", blocks=2)
-    np.testing.assert_allclose(data.acts[0], bottom(x).numpy(), atol=1e-4)
+    _assert_fp16_equal(data.acts[0], bottom(x).numpy())
 
 
 def test_cache_over_the_memory_budget_goes_to_disk(model, tmp_path):
@@ -61,15 +77,22 @@ def test_cache_over_the_memory_budget_goes_to_disk(model, tmp_path):
     assert (tmp_path / "train_activations.npy").stat().st_size >= data.acts.nbytes
     assert data.stats["cache_mb"] > 0
     assert data.stats["cache_mb_on_disk"] == pytest.approx(data.stats["cache_mb"])
+    assert data.feats.dtype == data.acts.dtype == np.float16
     small = allocate((2, 3), 1024, tmp_path / "never.npy")
     assert not isinstance(small, np.memmap) and not (tmp_path / "never.npy").exists()
+    assert small.dtype == np.float16 and allocate((2, 3), 1024, tmp_path / "x.npy", np.float32).dtype == np.float32
+    # the budget counts float16 bytes: 256 values fit in 512 bytes, 257 do not
+    assert not isinstance(allocate((256,), 512, tmp_path / "fits.npy"), np.memmap)
+    big = allocate((257,), 512, tmp_path / "big.npy")
+    assert isinstance(big, np.memmap) and big.dtype == np.float16
 
 
 def test_view_batches_rotate_views_and_reshuffle():
-    cache = np.stack([np.zeros((10, 2)), np.ones((10, 2))]).astype(np.float32)
+    cache = np.stack([np.zeros((10, 2)), np.ones((10, 2))]).astype(np.float16)
     batches = ViewBatches(cache, np.arange(10) % 2, 2, batch_size=4, seed=1)
     first = list(batches.epoch(0))
     assert len(batches) == 3 and [len(x) for x, _ in first] == [4, 4, 2]
+    assert all(x.dtype == np.float32 for x, _ in first)  # float16 cache, float32 batches
     assert all((x == 0).all() for x, _ in first) and all((x == 1).all() for x, _ in batches.epoch(1))
     labels_0 = np.concatenate([y.argmax(1) for _, y in first])
     labels_2 = np.concatenate([y.argmax(1) for _, y in batches.epoch(2)])
@@ -118,7 +141,7 @@ def test_plain_data_is_the_same_phase_for_both():
 
 
 def test_tflite_forward_agrees_with_keras(model):
-    from imgclf.features import compile_forward
+    from imgclf.forward import compile_forward
     bottom, _ = split_base(model, "efficientnet_lite0", blocks=2)
     x = _arrays(5)[0].astype(np.float32)
     fast = compile_forward(bottom, "tflite", batch_size=4)
@@ -128,7 +151,63 @@ def test_tflite_forward_agrees_with_keras(model):
     np.testing.assert_allclose(out, reference, atol=2e-3 * np.abs(reference).max())
 
 
+def test_conversion_cache_key_follows_weights_not_trainable_flags():
+    from imgclf.forward import model_key
+    from imgclf.model import freeze_base
+    model = build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=0)
+    bottom, _ = split_base(model, "efficientnet_lite0", blocks=2)
+    before = model_key(bottom)
+    freeze_base(model)
+    unfreeze_top(model, "efficientnet_lite0", blocks=2)  # the bottom is frozen now, not changed
+    assert model_key(split_base(model, "efficientnet_lite0", blocks=2)[0]) == before
+    layer = next(layer for layer in bottom.layers if layer.weights)
+    layer.set_weights([w + 1 for w in layer.get_weights()])
+    assert model_key(bottom) != before
+
+
 def test_runtime_choice():
-    from imgclf.features import choose_runtime
+    from imgclf.forward import choose_runtime
     assert choose_runtime("auto", 10) == "tf" and choose_runtime("auto", 50_000) == "tflite"
     assert choose_runtime("tf", 50_000) == "tf"
+
+
+def test_views_are_the_augmenters_own_draws():
+    from imgclf.augment import build_augmenter
+    from imgclf.config import AugmentConfig
+    from imgclf.features import run_views
+    images = _arrays(10)[0]
+    out = np.empty((3, 10, SIZE, SIZE, 3), np.float32)
+    run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), out, batch_size=4)
+    eager = build_augmenter(AugmentConfig(), 5)  # the same seed, called batch by batch
+    expected = [images.astype(np.float32)] + [
+        np.concatenate([eager(images[i:i + 4].astype(np.float32), training=True) for i in (0, 4, 8)])
+        for _ in range(2)]
+    np.testing.assert_array_equal(out, np.stack(expected))
+
+
+def test_views_are_chosen_by_training_set_size(tmp_path):
+    assert [choose_views(0, n) for n in (0, 900, 9_999, 10_000, 50_000, 50_001)] == [4, 4, 4, 2, 2, 1]
+    assert choose_views(3, 100_000) == 3  # an explicit count is kept ...
+    assert choose_views(0, 900, epochs=2) == choose_views(8, 900, epochs=2) == 2  # ... up to the views read
+    images, labels = _arrays()
+    data = CachedData(build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=0), "efficientnet_lite0",
+                      _cfg(views=0, epochs=5, fine_tune_epochs=0, runtime="tf"), (images, labels),
+                      (images[:0], labels[:0]), tmp_path)
+    assert data.stats["views"] == data.feats.shape[0] == 4
+
+
+@pytest.mark.parametrize("fine_tune, runtime", [(0, "tflite"), (1, "tflite"), (1, "tf")])
+def test_fast_predict_agrees_with_keras_predict(tmp_path, fine_tune, runtime):
+    images, labels = _arrays(48)
+    model = build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=0)
+    cfg = _cfg(epochs=2, fine_tune_epochs=fine_tune, lr=1e-2, runtime=runtime)
+    data = CachedData(model, "efficientnet_lite0", cfg, (images, labels), (images[:12], labels[:12]), tmp_path)
+    fit_two_phase(model, cfg.train, "efficientnet_lite0", data, EpochLog(verbose=False))
+    test = _arrays(70, seed=1)[0]  # more than a batch, with a short last one
+    fast = data.predict(test)
+    reference = model.predict(test.astype(np.float32), batch_size=32, verbose=0)
+    assert fast.shape == reference.shape and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, reference, atol=2e-3)
+    margin = np.diff(np.sort(reference, axis=1)[:, -2:], axis=1)[:, 0]
+    clear = margin > 4e-3  # LiteRT's rounding may only reorder near-ties
+    assert clear.mean() > 0.9 and np.array_equal(fast.argmax(1)[clear], reference.argmax(1)[clear])

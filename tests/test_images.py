@@ -9,7 +9,7 @@ from PIL import Image
 
 import _corpus
 from imgclf.errors import ImgclfError
-from imgclf.images import IMAGE_EXTENSIONS, BadImage, inspect_image, read_image, resize, to_rgb
+from imgclf.images import IMAGE_EXTENSIONS, BadImage, inspect_and_read, inspect_image, read_image, resize, to_rgb
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,16 @@ def test_draft_decodes_big_jpegs_smaller_but_big_enough(tmp_path):
     path = _corpus.save(Image.new("RGB", (800, 600), _corpus.RED), tmp_path / "big.jpg")
     assert read_image(path, draft_size=96).size == (200, 150)  # 1/4 scale: both sides >= 96
     assert inspect_image(path).width == 800  # the info reports the real size
+
+
+def test_inspect_and_read_keeps_small_images_with_read_images_pixels(good, tmp_path):
+    for name, path in good.items():
+        info, img = inspect_and_read(path, keep_pixels=64 * 64)
+        assert info == inspect_image(path), name
+        np.testing.assert_array_equal(np.asarray(img), np.asarray(read_image(path)))  # JPEGs undrafted
+    big = _corpus.save(Image.new("RGB", (800, 600), _corpus.RED), tmp_path / "big.jpg")
+    assert inspect_and_read(big, keep_pixels=64 * 64) == (inspect_image(big), None)
+    assert inspect_and_read(good["rgb.jpg"])[1] is None  # keep_pixels=0: never
 
 
 def test_resize_squashes_to_a_square_uint8_array():

@@ -38,7 +38,7 @@ TRAIN_FLAGS = [
     ("--dropout", "model.dropout", float, "head dropout (default 0.2)"),
     ("--hidden-units", "model.hidden_units", int, "hidden Dense layer in the head; 0 for none (default)"),
     ("--cache", "data.cache", str, "decoded images: memory (default), disk, none"),
-    ("--views", "train.views", int, "augmented views per training image in the feature cache (default 4)"),
+    ("--views", "train.views", int, "views per training image in the feature cache (default 0: by data size)"),
 ]
 
 
@@ -61,7 +61,19 @@ def _add_train(sub) -> None:
     p.add_argument("--plain", action="store_true",
                    help="no feature cache: run the whole network on every image in every epoch (slower; "
                         "for comparison)")
+    p.add_argument("--workers", metavar="HOST:PORT,...",
+                   help="data-parallel training on several machines (MultiWorkerMirroredStrategy): every "
+                        "worker's address, the same list on each; run the same command on each machine "
+                        "with its own --worker-index. Without it, TF_CONFIG is used when set")
+    p.add_argument("--worker-index", type=int, metavar="I",
+                   help="this machine's position in --workers (0 is the chief, which writes the run)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _cluster(args):
+    from imgclf.distribute import configure_cluster
+    workers = [w.strip() for w in args.workers.split(",") if w.strip()] if args.workers else None
+    return configure_cluster(workers, args.worker_index)
 
 
 def _cmd_train(args) -> int:
@@ -79,12 +91,15 @@ def _cmd_train(args) -> int:
             raise ImgclfError(f"--set {item}: expected KEY=VALUE")
         overrides[key.strip()] = value
     cfg = load_config(args.config, {**({"data.path": args.data} if args.data else {}), **overrides})
-    result = run_training(cfg, verbose=not args.quiet)
+    result = run_training(cfg, verbose=not args.quiet, cluster=_cluster(args))
     _summarise(result, args.quiet)
     return 0
 
 
 def _summarise(result, quiet: bool) -> None:
+    if result.run_dir is None:
+        print(f"worker done after {len(result.history)} epochs; the chief (worker 0) wrote the run")
+        return
     if quiet and result.metrics:  # verbose runs have printed the full table already
         m = result.metrics
         print(f"test: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro']['f1']:.4f}, "
@@ -98,7 +113,7 @@ def _cmd_resume(args) -> int:
     given += ["DATA"] * bool(args.data) + ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
     if given:
         raise ImgclfError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
-    result = resume_training(args.resume, verbose=not args.quiet)
+    result = resume_training(args.resume, verbose=not args.quiet, cluster=_cluster(args))
     _summarise(result, args.quiet)
     return 0
 

@@ -83,7 +83,7 @@ class TrainConfig:
     # result, and train only what trains on the cache. False: the plain path (every epoch runs
     # the whole network on freshly augmented images), kept for comparison.
     feature_cache: bool = True
-    views: int = 4  # augmented views per training image in the caches (the first is unaugmented)
+    views: int = 0  # cached views per training image (the first unaugmented); 0: by data size (features.choose_views)
     cache_memory_mb: int = 2048  # caches above this go to disk (run_dir/cache)
     runtime: str = "auto"  # frozen forward pass: tflite (LiteRT + XNNPACK), tf, or auto
 
@@ -267,5 +267,5 @@ def validate(config: RunConfig) -> None:
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got '{t.class_weights}'")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
     _check(t.runtime in RUNTIMES, f"train.runtime must be one of {', '.join(RUNTIMES)}, got '{t.runtime}'")
-    _check(1 <= t.views <= 64, f"train.views must be 1-64, got {t.views}")
+    _check(0 <= t.views <= 64, f"train.views must be 0 (automatic) or 1-64, got {t.views}")
     _check(t.cache_memory_mb >= 0, f"train.cache_memory_mb must be 0 or more, got {t.cache_memory_mb}")

@@ -3,10 +3,11 @@
 While the base is frozen (phase 1) every epoch would run the same base on the same images; while
 only its top trains (phase 2) every epoch would run the same frozen bottom again. Instead each
 training image is pushed through the frozen part once per *view* (view 0 unaugmented, views
-1..K-1 augmented), and the results are cached: the bottom's activations at the cut below the
-first unfrozen block, and the pooled features the head sees. Epoch e trains on view e mod K.
-The trained layers are the classifier's own (sub-models share them), so the result is the same
-Keras model as the plain path and saves, evaluates and exports the same way.
+1..K-1 augmented), and the results are cached (float16): the bottom's activations at the cut
+below the first unfrozen block, and the pooled features the head sees. Epoch e trains on view
+e mod K. The trained layers are the classifier's own (sub-models share them), so the result is
+the same Keras model as the plain path and saves, evaluates and exports the same way; its test
+predictions reuse the compiled frozen part (``CachedData.predict``).
 
 Example:
     >>> data = CachedData(model, "efficientnet_lite0", cfg, images, labels, val_images, val_labels)
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.config import RunConfig
+from imgclf.forward import choose_runtime, compile_forward
 from imgclf.model import base_of, head_of, select_top
 
 
@@ -51,110 +53,52 @@ def split_base(model, backbone: str, layers: int = 0, blocks: int = 0):
     return keras.Model(base.input, cut, name="bottom"), keras.Model(cut, base.output, name="top")
 
 
-def compile_forward(model, runtime: str = "tf", batch_size: int = 64, threads: int | None = None):
-    """A fast function from float32 batches to the frozen model's outputs.
+def choose_views(requested: int, count: int, epochs: int = 64) -> int:
+    """The number of cached views K: as asked, or for 0 (automatic) 4 below 10,000 training
+    images, 2 up to 50,000, then 1; never more than ``epochs``.
 
-    "tflite" converts the model to TFLite and runs it under LiteRT's XNNPACK delegate, measured
-    1.7-1.9x faster than TensorFlow on this kind of CPU for EfficientNet-Lite; batches are padded
-    to ``batch_size`` so the interpreter is sized once. "tf" is a tf.function of the Keras model.
+    Views stand in for per-epoch augmentation, which matters most where a small set would
+    otherwise be memorised; each view costs a full pass of the frozen bottom over the training
+    set (LiteRT, 96 px, two cores: 700-1000 images/s) and one more copy of its cache. For
+    Fashion-MNIST-1k's 900 images a view costs about a second; at 50,000 images it costs about
+    a minute, more than a head epoch on the cache, while that much data varies enough by itself.
+    Epoch i of a phase reads view i mod K, so views past the longest phase would never be read.
 
     Args:
-        model: a frozen Keras model (bottom of the base, or base + pooling).
-        runtime: "tf" or "tflite".
-        batch_size: the largest batch it will be given.
-        threads: interpreter threads; None for every core.
+        requested: train.views; 0 for automatic.
+        count: training images.
+        epochs: the longest phase's epochs (max of train.epochs and train.fine_tune_epochs).
 
     Returns:
-        A function ``f(x: float32 (B, ...)) -> np.ndarray``.
+        K, at least 1.
 
     Example:
-        >>> f = compile_forward(bottom, "tflite")
-        >>> f(np.zeros((3, 96, 96, 3), np.float32)).shape
-        (3, 3, 3, 192)
+        >>> [choose_views(0, n, 10) for n in (900, 30_000, 60_000)], choose_views(0, 900, epochs=2)
+        ([4, 2, 1], 2)
     """
-    import tensorflow as tf
-    if runtime == "tf":
-        return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    import os
-    from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_content=tflite_bytes(model), num_threads=threads or os.cpu_count())
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    interpreter.resize_tensor_input(inp["index"], [batch_size, *inp["shape"][1:]])
-    interpreter.allocate_tensors()
-
-    def forward(x):
-        x = np.asarray(x, np.float32)
-        n = len(x)
-        if n < batch_size:
-            x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), np.float32)])
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"])[:n].copy()
-    return forward
+    wanted = requested or (4 if count < 10_000 else 2 if count <= 50_000 else 1)
+    return max(1, min(wanted, epochs))
 
 
-def tflite_bytes(model) -> bytes:
-    """The model converted to TFLite, cached under the user cache dir by a hash of its structure
-    and weights: the frozen part of a backbone is the same run after run, and converting it costs
-    7-20 s on two cores.
+def allocate(shape: tuple, budget_bytes: int, path: Path, dtype=np.float16) -> np.ndarray:
+    """An array in memory when it fits the budget, else a memmap at ``path``.
 
-    Example:
-        >>> len(tflite_bytes(bottom)) > 1000
-        True
-    """
-    import contextlib
-    import hashlib
-    import io
-    import json
-
-    import tensorflow as tf
-
-    from imgclf.backbones.efficientnet_lite import cache_dir
-    from imgclf.runs import write_bytes_atomic
-    config = {k: v for k, v in model.get_config().items() if k != "name"}  # names vary by process
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
-    path = cache_dir() / "tflite" / f"{digest.hexdigest()[:32]}.tflite"
-    if path.is_file():
-        return path.read_bytes()
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its whole signature
-        data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    write_bytes_atomic(path, data)
-    return data
-
-
-def choose_runtime(requested: str, count: int) -> str:
-    """"tflite" for large jobs when LiteRT is installed (conversion costs a few seconds), else "tf".
-
-    Example:
-        >>> choose_runtime("auto", 100)
-        'tf'
-    """
-    if requested != "auto":
-        return requested
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-    except ImportError:
-        return "tf"
-    return "tflite" if count >= 2000 else "tf"
-
-
-def allocate(shape: tuple, budget_bytes: int, path: Path) -> np.ndarray:
-    """A float32 array in memory when it fits the budget, else a memmap at ``path``.
+    Caches are float16 by default: half the memory and disk of float32, and the features and
+    activations (ReLU6-bounded, or sums of a few such) keep 3 significant digits, far below
+    what changes a trained head's predictions. Readers convert batches back to float32.
 
     Example:
         >>> allocate((4, 100, 1280), 2**30, Path("/tmp/f.npy")).dtype
-        dtype('float32')
+        dtype('float16')
     """
-    size = 4 * math.prod(shape)
+    size = np.dtype(dtype).itemsize * math.prod(shape)
     if size <= budget_bytes:
-        return np.empty(shape, np.float32)
+        return np.empty(shape, dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
     if size > free * 0.9:
         raise MemoryError(f"cache of {size / 2**20:.0f} MB fits neither the memory budget nor the disk")
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
 def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64) -> None:
@@ -168,17 +112,22 @@ def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, ba
         out: the array to fill.
         batch_size: images per forward pass.
     """
+    augment = None
+    if augmenter is not None and views > 1:
+        import tensorflow as tf
+        # same draws as calling it eagerly (its seed state advances alike), ~1.4x faster
+        augment = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
     for v in range(views):
         for start in range(0, len(images), batch_size):
             x = np.asarray(images[start:start + batch_size], np.float32)
-            if v and augmenter is not None:
-                x = augmenter(x, training=True)
+            if v and augment is not None:
+                x = augment(x)
             out[v, start:start + len(x)] = np.asarray(fn(x))
 
 
 class ViewBatches:
-    """(x, one-hot y) batches from a (K, N, ...) cache: epoch e reads view e mod K, in a seeded
-    order that changes every epoch (or in order, for validation)."""
+    """(float32 x, one-hot y) batches from a (K, N, ...) cache (float16 or float32): epoch e
+    reads view e mod K, in a seeded order that changes every epoch (or in order, for validation)."""
 
     def __init__(self, cache: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  seed: int = 0, shuffle: bool = True):
@@ -195,7 +144,7 @@ class ViewBatches:
         order = np.random.default_rng([self.seed, index]).permutation(n) if self.shuffle else np.arange(n)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            yield np.asarray(view[idx]), self.onehot[idx]
+            yield np.asarray(view[idx], np.float32), self.onehot[idx]
 
 
 class CachedData:
@@ -204,10 +153,12 @@ class CachedData:
     Args:
         model: the classifier (its base, pool and head are used and trained in place).
         backbone: registry name, for the block structure.
-        cfg: the run config (train.views, train.cache_memory_mb, fine-tune depth, batch size,
-            augmentation, seed).
+        cfg: the run config (train.views (0: see choose_views), train.cache_memory_mb,
+            fine-tune depth, batch size, augmentation, seed).
         train, val: (uint8 images, int labels) pairs; val may hold zero images.
         cache_dir: where caches over the memory budget go.
+        predict_count: images ``predict`` will be given (the test split), so the frozen part's
+            runtime is chosen for the whole job.
 
     Example:
         >>> data = CachedData(model, "efficientnet_lite0", cfg, (x, y), (vx, vy), Path("runs/a/cache"))
@@ -215,13 +166,15 @@ class CachedData:
         75.9
     """
 
-    def __init__(self, model, backbone: str, cfg: RunConfig, train, val, cache_dir: Path):
+    def __init__(self, model, backbone: str, cfg: RunConfig, train, val, cache_dir: Path,
+                 predict_count: int = 0):
         self.model, self.cfg, self.cache_dir = model, cfg, cache_dir
         self.labels, self.val_labels = train[1], val[1]
         self.num_classes = int(head_of(model).output_shape[-1])
         self.budget = cfg.train.cache_memory_mb * 2**20
-        self.stats = {"views": cfg.train.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0}
-        self.runtime = choose_runtime(cfg.train.runtime, cfg.train.views * len(train[0]) + len(val[0]))
+        self.views = choose_views(cfg.train.views, len(train[0]), max(cfg.train.epochs, cfg.train.fine_tune_epochs))
+        self.stats = {"views": self.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0}
+        self.runtime = choose_runtime(cfg.train.runtime, self.views * len(train[0]) + len(val[0]) + predict_count)
         self.stats["runtime"] = self.runtime
         start = time.perf_counter()
         self._build(backbone, train[0], val[0])
@@ -240,7 +193,7 @@ class CachedData:
     def _build(self, backbone: str, images: np.ndarray, val_images: np.ndarray) -> None:
         import tensorflow as tf
         from imgclf.augment import build_augmenter
-        t, views = self.cfg.train, self.cfg.train.views
+        t, views = self.cfg.train, self.views
         augmenter = build_augmenter(self.cfg.data.augment, self.cfg.seed)
         pool, base = self.model.get_layer("pool"), base_of(self.model)
         dim = int(head_of(self.model).input_shape[-1])
@@ -249,7 +202,8 @@ class CachedData:
             shape = tuple(bottom.output_shape[1:])
             self.acts = self._alloc("train_activations", (views, len(images)) + shape)
             self.val_acts = self._alloc("val_activations", (1, len(val_images)) + shape)
-            to_acts = compile_forward(bottom, self.runtime)
+            self.frozen = bottom
+            to_acts = self.forward = compile_forward(bottom, self.runtime)
             run_views(to_acts, images, views, augmenter, self.acts)
             run_views(to_acts, val_images, 1, None, self.val_acts)
             to_features = tf.function(lambda a: pool(self.top(a, training=False)), reduce_retracing=True)
@@ -260,7 +214,8 @@ class CachedData:
                     run_views(to_features, acts[v], 1, None, feats[v:v + 1])
         else:
             import keras
-            to_features = compile_forward(keras.Model(base.input, pool(base.output)), self.runtime)
+            self.frozen = keras.Model(base.input, pool(base.output))
+            to_features = self.forward = compile_forward(self.frozen, self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
             run_views(to_features, images, views, augmenter, self.feats)
@@ -285,3 +240,40 @@ class CachedData:
         pooled = self.model.get_layer("pool")(self.top(acts))
         trainee = keras.Model(acts, head_of(self.model)(pooled), name="fine_tune_trainee")
         return self._phase(trainee, self.acts, self.val_acts)
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """The trained classifier's probabilities, computed the fast way: the frozen part on the
+        compiled forward the caches were built with (LiteRT for large jobs), the rest (the base's
+        top, pooling and head; or the head alone) as a tf.function of the model's own layers.
+
+        Call after training: only the layers above the frozen part may have changed.
+
+        Args:
+            images: uint8 or float 0-255 RGB (N, S, S, 3).
+            batch_size: images per forward pass.
+
+        Returns:
+            float32 (N, num_classes), as ``model.predict`` gives to within LiteRT's rounding.
+
+        Example:
+            >>> data.predict(test_images).argmax(1)[:3]
+            array([9, 2, 1])
+        """
+        import tensorflow as tf
+        runtime = choose_runtime(self.cfg.train.runtime, len(images))
+        if runtime == self.runtime and (runtime == "tf" or batch_size <= 64):  # sized by _build
+            forward = self.forward
+        else:
+            forward = compile_forward(self.frozen, runtime, batch_size)
+        head = head_of(self.model)
+        if self.cfg.train.fine_tune_epochs:
+            pool = self.model.get_layer("pool")
+            rest = tf.function(lambda a: head(pool(self.top(a, training=False)), training=False),
+                               reduce_retracing=True)
+        else:
+            rest = tf.function(lambda f: head(f, training=False), reduce_retracing=True)
+        out = np.empty((len(images), self.num_classes), np.float32)
+        for start in range(0, len(images), batch_size):
+            x = np.asarray(images[start:start + batch_size], np.float32)
+            out[start:start + len(x)] = rest(forward(x)).numpy()
+        return out

@@ -112,6 +112,34 @@ def inspect_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS)
     return _read(path, max_pixels, 1)[1]
 
 
+def inspect_and_read(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     keep_pixels: int = 0) -> tuple[ImageInfo, Image.Image | None]:
+    """:func:`inspect_image`, also handing back the decoded image when it is small.
+
+    Tiny images (MNIST, CIFAR) cost more in per-file overhead than in decoding, so checking
+    them and decoding them again for training doubles the data stage; a small image is
+    decoded in full here (no JPEG draft), giving exactly :func:`read_image`'s pixels.
+
+    Args:
+        path: the image file.
+        max_pixels: as in :func:`read_image`.
+        keep_pixels: return the RGB image when it has at most this many pixels; 0: never.
+
+    Returns:
+        (ImageInfo, the RGB image or None).
+
+    Raises:
+        BadImage: as :func:`read_image`.
+
+    Example:
+        >>> info, img = inspect_and_read("digit.png", keep_pixels=64 * 64)
+        >>> img.size, img.mode
+        ((28, 28), 'RGB')
+    """
+    img, info = _read(path, max_pixels, 1, keep_pixels)
+    return info, (img if info.width * info.height <= keep_pixels else None)
+
+
 def resize(img: Image.Image, size: int) -> np.ndarray:
     """Squash an RGB image to ``size`` x ``size`` and return its pixels.
 
@@ -140,13 +168,13 @@ def resize(img: Image.Image, size: int) -> np.ndarray:
     return np.array(img, dtype=np.uint8)
 
 
-def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int | None
+def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int | None, full_below: int = 0
           ) -> tuple[Image.Image, ImageInfo]:
     if hasattr(path, "read"):  # an upload held in memory: same rules, nothing touches the disk
         if path.seek(0, os.SEEK_END) == 0:
             raise BadImage("empty file")
         path.seek(0)
-        return _decode(path, None, max_pixels, draft_size)
+        return _decode(path, None, max_pixels, draft_size, full_below)
     path = Path(path)
     try:
         # Our own handle: leaving the block closes the file but keeps the decoded pixels
@@ -154,12 +182,13 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
         with open(path, "rb") as fp:
             if os.fstat(fp.fileno()).st_size == 0:
                 raise BadImage("empty file", path)
-            return _decode(fp, path, max_pixels, draft_size)
+            return _decode(fp, path, max_pixels, draft_size, full_below)
     except OSError as exc:
         raise BadImage(f"cannot read file ({exc.strerror or exc})", path) from None
 
 
-def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None) -> tuple[Image.Image, ImageInfo]:
+def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None, full_below: int = 0
+            ) -> tuple[Image.Image, ImageInfo]:
     try:
         img = Image.open(fp, formats=_FORMATS)
     except UnidentifiedImageError:
@@ -173,7 +202,7 @@ def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None) -> t
     if width * height > max_pixels:
         raise BadImage(f"too large: {width}x{height} pixels exceeds the limit of {max_pixels}", path)
     mode, fmt = img.mode, img.format or "?"
-    if draft_size:
+    if draft_size and width * height > full_below:
         img.draft(None, (draft_size, draft_size))
     try:
         img.load()  # decode everything now, so a truncated file fails here, not later

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -25,11 +27,13 @@ from imgclf.runs import atomic_path
 
 if TYPE_CHECKING:
     import tensorflow as tf
+    from PIL import Image
 
 T = TypeVar("T")
 R = TypeVar("R")
 _CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
 _IN_GRAPH_LIMIT = 1 << 30  # bytes; bigger arrays are fed batch by batch from NumPy
+_CHUNK = 256  # items per thread hand-off in map_threads
 
 
 def worker_count(workers: int | None = None) -> int:
@@ -54,10 +58,12 @@ def worker_count(workers: int | None = None) -> int:
 
 
 def map_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
-    """``[fn(x) for x in items]`` in a thread pool; the first error cancels what has not started.
+    """``[fn(x) for x in items]`` in a thread pool; the first error stops what has not started.
 
-    (A plain ``with ThreadPoolExecutor()`` would run every queued item before letting an error
-    or a Ctrl-C through.)
+    Items go to the threads in chunks of up to ``_CHUNK``: a future per item cost about 0.2 ms
+    of hand-offs, more than checking a 28x28 PNG (11,000 of them: 4.1 s in one worker thread
+    against 2.2 s in a plain loop). After an error or a Ctrl-C every thread stops at its next
+    item (a plain ``with ThreadPoolExecutor()`` would run every queued item first).
 
     Args:
         fn: called once per item, from worker threads.
@@ -71,15 +77,31 @@ def map_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
         >>> map_threads(len, ["a", "bb"], workers=2)
         [1, 2]
     """
-    pool = ThreadPoolExecutor(worker_count(workers))
+    items = list(items)
+    threads = worker_count(workers)
+    size = max(1, min(_CHUNK, math.ceil(len(items) / (4 * threads))))  # >= 4 chunks a thread
+    stop = threading.Event()
+
+    def run(chunk: list[T]) -> list[R]:
+        out = []
+        for item in chunk:
+            if stop.is_set():
+                break
+            out.append(fn(item))
+        return out
+
+    pool = ThreadPoolExecutor(threads)
     try:
-        return list(pool.map(fn, items))
+        parts = pool.map(run, [items[i:i + size] for i in range(0, len(items), size)])
+        return [result for part in parts for result in part]
     finally:
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                cache_dir: str | os.PathLike | None = None, workers: int | None = None) -> np.ndarray:
+                cache_dir: str | os.PathLike | None = None, workers: int | None = None,
+                decoded: Mapping[str, "Image.Image"] | None = None) -> np.ndarray:
     """Decode and squash every image to ``image_size`` once, in a thread pool.
 
     With ``cache_dir`` the pixels go to a ``.npy`` file keyed by a hash of the paths, their
@@ -92,6 +114,7 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
         max_pixels: decompression-bomb limit, as in images.read_image.
         cache_dir: folder for the cache file; None keeps everything in memory.
         workers: decoding threads; None picks from the CPU count.
+        decoded: RGB images already decoded, by path (``Dataset.decoded``): resized, not read.
 
     Returns:
         uint8 array (N, image_size, image_size, 3); a read-only memmap when cached.
@@ -107,7 +130,7 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
     shape = (len(paths), image_size, image_size, 3)
     if cache_dir is None or not paths:
         out = np.empty(shape, dtype=np.uint8)
-        _decode_into(out, paths, image_size, max_pixels, workers)
+        _decode_into(out, paths, image_size, max_pixels, workers, decoded)
         return out
     cache = Path(cache_dir) / f"images-{image_size}px-{len(paths)}-{_cache_key(paths, image_size)}.npy"
     if cache.is_file():
@@ -119,7 +142,7 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
             pass  # unreadable cache: decode again and replace it
     with atomic_path(cache, suffix=".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _decode_into(out, paths, image_size, max_pixels, workers)
+        _decode_into(out, paths, image_size, max_pixels, workers, decoded)
         out.flush()
         del out  # close the map before the rename
     return np.load(cache, mmap_mode="r")
@@ -137,10 +160,14 @@ def _cache_key(paths: list[str], image_size: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _decode_into(out: np.ndarray, paths: list[str], image_size: int, max_pixels: int, workers: int | None) -> None:
+def _decode_into(out: np.ndarray, paths: list[str], image_size: int, max_pixels: int, workers: int | None,
+                 decoded: Mapping[str, "Image.Image"] | None) -> None:
+    decoded = decoded or {}
+
     def one(i: int) -> None:
         try:
-            out[i] = resize(read_image(paths[i], max_pixels), image_size)
+            img = decoded.get(paths[i])
+            out[i] = resize(img if img is not None else read_image(paths[i], max_pixels), image_size)
         except BadImage as exc:
             raise ImgclfError(f"{paths[i]}: {exc.reason} (did it change since the dataset was loaded?)") from None
 

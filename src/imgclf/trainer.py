@@ -22,6 +22,7 @@ import keras
 
 from imgclf.checkpoint import TrainState, save_checkpoint
 from imgclf.config import TrainConfig
+from imgclf.distribute import replica_rows
 from imgclf.errors import ImgclfError
 from imgclf.model import freeze_base, unfreeze_top
 
@@ -126,7 +127,7 @@ class PlainData:
 
 def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log: EpochLog,
                   class_weights: np.ndarray | None = None, checkpoint: Path | None = None,
-                  resume: TrainState | None = None) -> list[dict]:
+                  resume: TrainState | None = None, strategy=None) -> list[dict]:
     """The recipe: freeze the base, fit the head; unfreeze the top, fit again at a lower rate.
 
     Args:
@@ -139,6 +140,8 @@ def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log
         class_weights: per-class loss weights, or None.
         checkpoint: a file to write the training state to after every epoch, or None.
         resume: a state from imgclf.checkpoint.load_checkpoint to continue from, or None.
+        strategy: a tf.distribute strategy whose scope built ``model`` (imgclf.distribute);
+            None for the default. Every batch is a global batch, split among the replicas.
 
     Returns:
         One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the weights
@@ -150,7 +153,7 @@ def fit_two_phase(model: keras.Model, cfg: TrainConfig, backbone: str, data, log
     """
     stopper = EarlyStopping(cfg.patience, model)
     rows = _restore(resume, model, stopper)
-    run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows)
+    run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy)
     freeze_base(model)
     if resume is None or (resume.phase == "head" and not resume.phase_done):
         run(data.head_phase(), "head", cfg.lr, cfg.epochs)
@@ -176,26 +179,29 @@ def _restore(resume: TrainState | None, model: keras.Model, stopper: EarlyStoppi
 class _PhaseRunner:
     """Runs fit_phase with what every phase shares; appends to the one history list."""
 
-    def __init__(self, cfg, stopper, log, class_weights, checkpoint, resume, rows):
+    def __init__(self, cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy):
         self.cfg, self.stopper, self.log, self.class_weights = cfg, stopper, log, class_weights
-        self.checkpoint, self.resume, self.rows = checkpoint, resume, rows
+        self.checkpoint, self.resume, self.rows, self.strategy = checkpoint, resume, rows, strategy
 
     def __call__(self, phase: Phase, name: str, lr: float, epochs: int) -> None:
         resume = self.resume if self.resume is not None and self.resume.phase == name else None
         fit_phase(phase, name, self.cfg, lr, epochs, self.stopper, self.log, self.class_weights,
-                  rows=self.rows, checkpoint=self.checkpoint, resume=resume)
+                  rows=self.rows, checkpoint=self.checkpoint, resume=resume, strategy=self.strategy)
 
 
 def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int, stopper: EarlyStopping,
               log: EpochLog, class_weights: np.ndarray | None, rows: list[dict] | None = None,
-              checkpoint: Path | None = None, resume: TrainState | None = None) -> list[dict]:
+              checkpoint: Path | None = None, resume: TrainState | None = None, strategy=None) -> list[dict]:
     """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam (or
     the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``."""
     rows = [] if rows is None else rows
-    optimizer = keras.optimizers.Adam(learning_rate=lr)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():  # the optimizer's slots must be mirrored like the weights
+        optimizer = keras.optimizers.Adam(learning_rate=lr)
+        optimizer.build(phase.trainee.trainable_variables)
     loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
     weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
-    steps = _Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k)
+    steps = _Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k, strategy)
     schedule = Schedule(cfg.schedule, lr, epochs, cfg.patience)
     done = resume.phase_epochs if resume else 0
     if resume is not None:
@@ -228,7 +234,6 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
 
 
 def _restore_optimizer(optimizer, trainee, values) -> None:
-    optimizer.build(trainee.trainable_variables)
     if len(optimizer.variables) != len(values):
         raise ImgclfError("checkpoint does not match this model's optimizer state; was the config changed?")
     for variable, value in zip(optimizer.variables, values):
@@ -245,13 +250,29 @@ def _save(path, name, phase_epochs, phase_done, rows, stopper, schedule, optimiz
 
 
 class _Steps:
-    """Compiled train and evaluation steps for one phase (the trainable set is fixed per phase)."""
+    """Compiled train and evaluation steps for one phase (the trainable set is fixed per phase).
 
-    def __init__(self, model, optimizer, loss_fn, class_weights, top_k):
+    Each step takes a global batch, gives every replica its own rows (imgclf.distribute), and
+    returns the sums of loss, hits and count over all replicas; the loss each replica
+    differentiates is its sum over the global batch size, so the all-reduced gradient is the
+    gradient of the global batch's mean loss, as in a single process."""
+
+    def __init__(self, model, optimizer, loss_fn, class_weights, top_k, strategy):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.class_weights, self.top_k = class_weights, top_k
-        self.train = tf.function(self._train, reduce_retracing=True)
-        self.evaluate = tf.function(self._evaluate, reduce_retracing=True)
+        self.class_weights, self.top_k, self.strategy = class_weights, top_k, strategy
+        self.train = tf.function(lambda x, y: self._distributed(self._train, x, y), reduce_retracing=True)
+        self.evaluate = tf.function(lambda x, y: self._distributed(self._evaluate, x, y), reduce_retracing=True)
+
+    def _distributed(self, step, x, y):
+        def replica(x, y):
+            ctx = tf.distribute.get_replica_context()
+            total = tf.shape(y)[0]
+            start, stop = replica_rows(total, ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync)
+            return step(x[start:stop], y[start:stop], tf.cast(total, tf.float32))
+
+        sums = self.strategy.run(replica, args=(x, y))
+        return {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for key, value in sums.items()}
 
     def _weighted_loss(self, y, probs):
         per_example = self.loss_fn(y, probs)
@@ -267,17 +288,17 @@ class _Steps:
         return {"loss": tf.reduce_sum(per_example), "accuracy": tf.reduce_sum(correct),
                 "top_k_accuracy": tf.reduce_sum(in_top_k), "count": tf.cast(tf.shape(y)[0], tf.float32)}
 
-    def _train(self, x, y):
+    def _train(self, x, y, global_count):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             probs = self.model(x, training=True)
             per_example = self._weighted_loss(y, probs)
-            loss = tf.reduce_mean(per_example)
+            loss = tf.reduce_sum(per_example) / global_count
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._scores(y, probs, per_example)
 
-    def _evaluate(self, x, y):
+    def _evaluate(self, x, y, global_count):
         probs = self.model(x, training=False)
         return self._scores(y, probs, self.loss_fn(y, probs))
 

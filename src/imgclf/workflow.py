@@ -20,6 +20,7 @@ import numpy as np
 from imgclf import data as data_mod
 from imgclf.backbones import get_spec
 from imgclf.config import RunConfig, config_to_dict, load_config, save_config
+from imgclf.distribute import Cluster, make_strategy
 from imgclf.errors import ImgclfError
 from imgclf.runs import (COMPLETE, atomic_path, check_complete, unique_run_dir, write_json_atomic,
                          write_labels, write_text_atomic)
@@ -29,7 +30,7 @@ from imgclf.runs import (COMPLETE, atomic_path, check_complete, unique_run_dir, 
 class TrainResult:
     """What a finished run produced."""
 
-    run_dir: Path
+    run_dir: Path | None  # None on a non-chief worker, which writes nothing
     model: Any  # keras.Model with the best weights
     class_names: list[str]
     history: list[dict]
@@ -106,29 +107,39 @@ def choose_image_size(requested: int, spec, report) -> int:
     return int(min(spec.default_size, max(96, spec.min_size, 32 * math.ceil(median / 32))))
 
 
-def run_training(cfg: RunConfig, verbose: bool = True) -> TrainResult:
+def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None = None) -> TrainResult:
     """Everything ``imgclf train`` does, from a resolved config. See train().
 
     Every check that can fail on the user's input runs before the run directory is created.
+    With a multi-worker ``cluster`` (imgclf.distribute) every worker runs this with the same
+    config; only the chief creates and writes the run directory.
     """
-    cfg, spec, dataset, model = _prepare(cfg)
+    cluster = cluster or Cluster()
+    strategy = make_strategy(cluster)
+    with strategy.scope():
+        cfg, spec, dataset, model = _prepare(cfg)
+    if not cluster.is_chief:
+        return _as_worker(cfg, spec, dataset, model, verbose, strategy, cluster)
     run_dir = unique_run_dir(cfg.runs_dir, cfg.name)
     if verbose:
-        print(f"run directory: {run_dir}")
+        print(f"run directory: {run_dir}" + (f" ({cluster.describe()})" if cluster.size > 1 else ""))
         print(dataset.report.format_text())
     _write_run_inputs(run_dir, cfg, dataset)
-    return _execute(cfg, spec, dataset, model, run_dir, verbose)
+    return _execute(cfg, spec, dataset, model, run_dir, verbose, strategy=strategy, cluster=cluster)
 
 
-def resume_training(run_dir: str | Path, verbose: bool = True) -> TrainResult:
+def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster | None = None) -> TrainResult:
     """Continue an interrupted run from its last checkpoint, in either phase.
 
     The run's own config.yaml and split.csv are used, so the data, split and settings are those
-    it started with; the caches are rebuilt (deterministically, from the same seed).
+    it started with; the caches are rebuilt (deterministically, from the same seed). Under
+    multi-worker training every worker resumes from the chief's run directory (a shared path),
+    and only the chief writes to it.
 
     Args:
         run_dir: the run directory of an interrupted ``imgclf train``.
         verbose: progress bars and per-epoch lines.
+        cluster: this process's place among the workers (imgclf.distribute); None: one process.
 
     Returns:
         The TrainResult, as if the run had never stopped.
@@ -144,33 +155,53 @@ def resume_training(run_dir: str | Path, verbose: bool = True) -> TrainResult:
     if not (run_dir / "config.yaml").is_file():
         raise ImgclfError(f"{run_dir}: no config.yaml; not a run directory")
     state = load_checkpoint(run_dir / "checkpoint.npz")
-    cfg, spec, dataset, model = _prepare(load_config(run_dir / "config.yaml"), source=run_dir / "split.csv")
+    cluster = cluster or Cluster()
+    strategy = make_strategy(cluster)
+    with strategy.scope():
+        cfg, spec, dataset, model = _prepare(load_config(run_dir / "config.yaml"), source=run_dir / "split.csv")
     if verbose:
         print(f"resuming {run_dir} after {len(state.rows)} epochs ({state.phase} phase)")
-    return _execute(cfg, spec, dataset, model, run_dir, verbose, resume=state)
+    if not cluster.is_chief:
+        return _as_worker(cfg, spec, dataset, model, verbose, strategy, cluster, resume=state)
+    return _execute(cfg, spec, dataset, model, run_dir, verbose, resume=state, strategy=strategy, cluster=cluster)
 
 
-def _execute(cfg, spec, dataset, model, run_dir: Path, verbose: bool, resume=None) -> TrainResult:
-    """Train, save, evaluate, report, mark complete: the part of a run that resume repeats."""
+def _as_worker(cfg, spec, dataset, model, verbose, strategy, cluster, resume=None) -> TrainResult:
+    """A non-chief worker: the same training step for step, in a scratch directory that is
+    removed afterwards; the chief writes the run."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as scratch:
+        return _execute(cfg, spec, dataset, model, Path(scratch), verbose, resume, strategy, cluster)
+
+
+def _execute(cfg, spec, dataset, model, run_dir: Path, verbose: bool, resume=None, strategy=None,
+             cluster: Cluster = Cluster()) -> TrainResult:
+    """Train, save, evaluate, report, mark complete: the part of a run that resume repeats.
+    A non-chief worker (run_dir is then a scratch folder) stops after training."""
+    from imgclf.distribute import lost_peers
     from imgclf.trainer import fit_two_phase
     started = time.time()
     arrays = _load_split_images(dataset, cfg, run_dir)
     phase_data, cache_stats = _phase_data(model, spec.name, cfg, arrays, dataset, run_dir, verbose)
     weights = (data_mod.class_weights(dataset.labels["train"], len(dataset.class_names))
                if cfg.train.class_weights == "balanced" else None)
-    with _EpochWriter(run_dir, verbose, resume.rows if resume else []) as log:
+    with _EpochWriter(run_dir, verbose, resume.rows if resume else []) as log, \
+            lost_peers(cluster, run_dir if cluster.is_chief else "RUN"):
         history = fit_two_phase(model, cfg.train, spec.name, phase_data, log, weights,
-                                checkpoint=run_dir / "checkpoint.npz", resume=resume)
+                                checkpoint=run_dir / "checkpoint.npz", resume=resume, strategy=strategy)
+    if not cluster.is_chief:
+        return TrainResult(None, model, dataset.class_names, history, None)
     with atomic_path(run_dir / "model.keras", ".keras") as tmp:
         model.save(tmp)
     from imgclf.predict import Classifier
     clf = Classifier(model, dataset.class_names, cfg.data.image_size, run_dir, cfg.data.max_pixels)
-    metrics = None
+    metrics, evaluation = None, {}
     if len(dataset.paths["test"]):
-        metrics = _assess(clf, arrays["test"], dataset.labels["test"], run_dir, cfg.train.top_k)
+        probs, evaluation = _predict_test(clf, phase_data if cache_stats else None, arrays["test"], cfg)
+        metrics = _assess(clf, arrays["test"], dataset.labels["test"], run_dir, cfg.train.top_k, probs=probs)
     info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size,
-            "backbone": spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}),
-            "resumed": resume is not None}
+            "backbone": spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}), **evaluation,
+            "resumed": resume is not None, **_strategy_info(strategy)}
     write_json_atomic(run_dir / "run.json", info)
     write_report_for(run_dir, cfg, dataset.report.to_dict(), history, metrics, info)
     write_text_atomic(run_dir / COMPLETE, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
@@ -180,6 +211,15 @@ def _execute(cfg, spec, dataset, model, run_dir: Path, verbose: bool, resume=Non
         print(format_metrics(metrics))
         print(f"report: {run_dir / 'report.html'}")
     return TrainResult(run_dir, model, dataset.class_names, history, metrics)
+
+
+def _strategy_info(strategy) -> dict:
+    """How the run was distributed, for run.json: the strategy's class and replica count."""
+    import tensorflow as tf
+    strategy = strategy or tf.distribute.get_strategy()
+    public = ("MultiWorkerMirroredStrategy", "MirroredStrategy")  # TF's classes have other names
+    name = next((n for n in public if isinstance(strategy, getattr(tf.distribute, n))), "default")
+    return {"strategy": name, "replicas": int(strategy.num_replicas_in_sync)}
 
 
 def _prepare(cfg: RunConfig, source: Path | None = None):
@@ -213,10 +253,14 @@ def _write_run_inputs(run_dir: Path, cfg: RunConfig, dataset) -> None:
 
 
 def _load_split_images(dataset, cfg: RunConfig, run_dir: Path) -> dict[str, np.ndarray]:
+    """Each split's images at the run's size, reusing those load_dataset kept decoded (which are
+    then let go: the arrays replace them)."""
     cache_dir = run_dir / "cache" if cfg.data.cache == "disk" else None
-    return {split: data_mod.load_images(dataset.paths[split], cfg.data.image_size,
-                                        max_pixels=cfg.data.max_pixels, cache_dir=cache_dir)
-            for split in ("train", "val", "test")}
+    arrays = {split: data_mod.load_images(dataset.paths[split], cfg.data.image_size, max_pixels=cfg.data.max_pixels,
+                                          cache_dir=cache_dir, decoded=dataset.decoded)
+              for split in ("train", "val", "test")}
+    dataset.decoded.clear()
+    return arrays
 
 
 def _phase_data(model, backbone: str, cfg: RunConfig, arrays, dataset, run_dir: Path, verbose: bool):
@@ -226,7 +270,8 @@ def _phase_data(model, backbone: str, cfg: RunConfig, arrays, dataset, run_dir: 
         from imgclf.features import CachedData
         try:
             data = CachedData(model, backbone, cfg, (arrays["train"], dataset.labels["train"]),
-                              (arrays["val"], dataset.labels["val"]), run_dir / "cache")
+                              (arrays["val"], dataset.labels["val"]), run_dir / "cache",
+                              predict_count=len(arrays["test"]))
         except MemoryError as exc:
             print(f"imgclf: {exc}; training on the plain path instead")
         else:
@@ -282,12 +327,30 @@ def _csv_value(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _predict_test(clf, cached, images: np.ndarray, cfg: RunConfig) -> tuple[np.ndarray, dict]:
+    """Test-set probabilities, and how they were computed (run.json's eval_runtime, eval_seconds).
+
+    On the cached path (``cached``: the run's features.CachedData) the frozen part runs on the
+    compiled forward the caches used (LiteRT: 3-5x Keras predict) and the rest as a tf.function;
+    otherwise the Classifier's Keras model, as ``imgclf evaluate`` does.
+    """
+    from imgclf.forward import choose_runtime
+    start = time.perf_counter()
+    if cached is None:
+        probs, runtime = clf.predict_arrays(images), "keras"
+    else:
+        probs, runtime = cached.predict(images), choose_runtime(cfg.train.runtime, len(images)) + "+tf"
+    return probs, {"eval_runtime": runtime, "eval_seconds": round(time.perf_counter() - start, 2)}
+
+
 def _assess(clf, images: np.ndarray, labels: np.ndarray, out_dir: Path, top_k: int,
-            class_names: list[str] | None = None) -> dict:
-    """Predict, compute metrics, write metrics.json and the metric plots into out_dir."""
+            class_names: list[str] | None = None, probs: np.ndarray | None = None) -> dict:
+    """Predict (unless ``probs`` are given), compute metrics, write metrics.json and the metric
+    plots into out_dir."""
     import imgclf.evaluate as evaluate
     import imgclf.plots as plots
-    probs = clf.predict_arrays(images)
+    if probs is None:
+        probs = clf.predict_arrays(images)
     names = class_names or clf.class_names
     metrics = evaluate.compute_metrics(labels, probs, names, top_k=top_k)
     write_json_atomic(out_dir / "metrics.json", metrics)

@@ -1,0 +1,128 @@
+"""Speed-up of data-parallel training: one process against N workers on this machine's loopback.
+
+Each configuration runs ``imgclf train`` on the same data with the same global batch, seed and
+epoch budget (early stopping off), one after the other in one run:
+- one process, using every core;
+- N workers (MultiWorkerMirroredStrategy over 127.0.0.1), each pinned with ``taskset`` to its
+  own share of the cores, so the workers do not fight over them.
+It prints wall time, training seconds per phase (from history.csv; the first epoch of each phase
+includes tracing and is reported apart), test accuracy, and the speed-up of the steady epochs.
+On one 2-core machine, N workers split the same cores, so expect little; the point here is that
+the same command scales across machines.
+
+Example:
+    python benchmarks/multi_worker.py --workers 2 --plain --epochs 3 --fine-tune-epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vs_keras_guide import DATASETS, prepare_data  # noqa: E402
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def cpu_sets(n: int) -> list[str | None]:
+    """Disjoint core lists for n workers (None: no pinning possible or needed)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if n == 1 or len(cores) < n or not shutil.which("taskset"):
+        return [None] * n
+    share = len(cores) // n
+    return [",".join(map(str, cores[i * share:(i + 1) * share])) for i in range(n)]
+
+
+def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
+    flags = ["train", str(data), "--runs-dir", str(runs), "--name", name, "--quiet",
+             "--image-size", str(args.image_size), "--epochs", str(args.epochs),
+             "--fine-tune-epochs", str(args.fine_tune_epochs), "--batch-size", str(args.batch_size),
+             "--patience", "1000", "--seed", str(args.seed)] + (["--plain"] if args.plain else [])
+    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(n)) if n > 1 else ""
+    procs, logs = [], []
+    start = time.perf_counter()
+    for i, cpus in enumerate(cpu_sets(n)):
+        cmd = [sys.executable, "-m", "imgclf.cli", *flags] + (["--workers", workers, "--worker-index", str(i)]
+                                                              if n > 1 else [])
+        if cpus:
+            cmd = ["taskset", "-c", cpus, *cmd]
+        log = open(runs / f"{name}-{i}.log", "w")
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+        logs.append(log)
+    codes = [p.wait() for p in procs]
+    wall = time.perf_counter() - start
+    for log in logs:
+        log.close()
+    if any(codes):
+        raise SystemExit(f"{name}: a worker failed (exit codes {codes}); see {runs}/{name}-*.log")
+    run_dir = runs / name
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    info = json.loads((run_dir / "run.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    out = {"workers": n, "pinned": cpu_sets(n), "wall_s": round(wall, 1), "accuracy": metrics["accuracy"],
+           "strategy": info.get("strategy"), "replicas": info.get("replicas"), "path": info.get("path")}
+    for phase in ("head", "fine_tune"):
+        secs = [float(r["seconds"]) for r in rows if r["phase"] == phase]
+        out[f"{phase}_first_s"] = round(secs[0], 2) if secs else None
+        out[f"{phase}_steady_s"] = round(sum(secs[1:]) / len(secs[1:]), 2) if len(secs) > 1 else None
+    return out
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist-1k")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--fine-tune-epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32, help="the global batch, the same for every configuration")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--plain", action="store_true", help="the plain path (the whole network every epoch)")
+    p.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "imgclf-bench-data")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    data = prepare_data(args.dataset, args.data_dir, 0.1, args.seed)
+    runs = Path(tempfile.mkdtemp(prefix="imgclf-mw-"))
+    results = [run(n, data, runs, f"w{n}", args) for n in (1, args.workers)]
+    one, many = results
+    print(f"{args.dataset}, {args.image_size} px, {'plain' if args.plain else 'cached'} path, global batch "
+          f"{args.batch_size}, {args.epochs}+{args.fine_tune_epochs} epochs, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| workers | cores each | strategy | wall s | head epoch 1 s | head steady s/epoch | "
+          "fine-tune epoch 1 s | fine-tune steady s/epoch | test accuracy |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        cores = len(r["pinned"][0].split(",")) if r["pinned"][0] else os.cpu_count()
+        print(f"| {r['workers']} | {cores} | {r['strategy']} ({r['replicas']}) | {r['wall_s']} | {r['head_first_s']} | "
+              f"{r['head_steady_s']} | {r['fine_tune_first_s']} | {r['fine_tune_steady_s']} | {r['accuracy']:.4f} |")
+    for phase in ("head", "fine_tune"):
+        if one[f"{phase}_steady_s"] and many[f"{phase}_steady_s"]:
+            print(f"{phase} steady-epoch speed-up of {args.workers} workers: "
+                  f"{one[f'{phase}_steady_s'] / many[f'{phase}_steady_s']:.2f}x")
+    print(f"wall-time speed-up: {one['wall_s'] / many['wall_s']:.2f}x")
+    shutil.rmtree(runs, ignore_errors=True)
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Multi-worker training: cluster parsing, row assignment, and two real workers on loopback."""
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imgclf.cli import main
+from imgclf.distribute import Cluster, configure_cluster, replica_rows
+from imgclf.errors import ImgclfError
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No TF_CONFIG during the test, and none left behind: configure_cluster sets it, and a
+    leftover would make later tests in this process start a multi-worker strategy."""
+    monkeypatch.setenv("TF_CONFIG", "")  # records the original value (or its absence) for teardown
+    monkeypatch.delenv("TF_CONFIG")
+    return monkeypatch
+
+
+def test_workers_flags_write_tf_config(clean_env):
+    import os
+    cluster = configure_cluster(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
+    assert (cluster.size, cluster.index, cluster.is_chief) == (2, 1, False)
+    assert json.loads(os.environ["TF_CONFIG"]) == {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+                                                   "task": {"type": "worker", "index": 1}}
+    assert "worker 1 of 2" in cluster.describe()
+
+
+def test_tf_config_is_read_with_or_without_a_chief_task(clean_env):
+    assert configure_cluster() == Cluster()
+    clean_env.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
+                                              "task": {"type": "worker", "index": 1}}))
+    assert configure_cluster() == Cluster(("a:1", "b:2", "c:3"), 2)
+    clean_env.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:2"]},
+                                              "task": {"type": "chief", "index": 0}}))
+    assert configure_cluster().is_chief
+
+
+@pytest.mark.parametrize("workers, index, message", [
+    (["a:1", "b:2"], None, "needs --worker-index"),
+    (["a:1", "b:2"], 2, "outside 0..1"),
+    (["a:1", "nonsense"], 0, "'nonsense' is not host:port"),
+    (["a:1", "a:1"], 0, "listed twice"),
+    (None, 0, "needs --workers"),
+])
+def test_bad_worker_flags_say_what_is_wrong(clean_env, workers, index, message):
+    with pytest.raises(ImgclfError, match=message):
+        configure_cluster(workers, index)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}), "'ps'"),
+    (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}), "not in the cluster"),
+])
+def test_bad_tf_config_is_one_line_error(clean_env, text, message):
+    clean_env.setenv("TF_CONFIG", text)
+    with pytest.raises(ImgclfError, match=message):
+        configure_cluster()
+
+
+def test_cli_rejects_bad_workers_before_any_work(clean_env, tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--workers", "localhost:1,localhost:2", "--worker-index", "5"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "outside 0..1" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 10, 33])
+@pytest.mark.parametrize("replicas", [1, 2, 3, 4])
+def test_replica_rows_cover_every_row_once(size, replicas):
+    rows = [i for r in range(replicas) for i in range(*replica_rows(size, r, replicas))]
+    assert rows == list(range(size))
+
+
+# A worker process: train through the API with the given cluster, save the final weights.
+WORKER = """
+import sys, json, numpy as np
+from imgclf.distribute import configure_cluster
+from imgclf.workflow import resolve_config, run_training
+workers, index, out, data, runs, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+cluster = configure_cluster(workers.split(",") if workers else None, index if workers else None)
+cfg = resolve_config(data, None, runs_dir=runs, name="mw", image_size=32, epochs=2, fine_tune_epochs=2,
+                     batch_size=16, seed=3, dropout=0.0, val_fraction=0.2, test_fraction=0.2, **json.loads(extra))
+result = run_training(cfg, verbose=False, cluster=cluster)
+np.savez(out, *result.model.get_weights())
+print(json.dumps({"run_dir": str(result.run_dir), "losses": [r["loss"] for r in result.history]}))
+"""
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _worker(workers, index, out, data, runs, extra):
+    return subprocess.Popen([sys.executable, "-c", WORKER, workers, str(index), str(out), str(data), str(runs),
+                             json.dumps(extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [{}, {"feature_cache": False}], ids=["cached", "plain"])
+def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
+    from imgclf.datasets import write_digits
+    write_digits(tmp_path / "digits", per_class=12)
+    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    procs = [_worker(workers, i, tmp_path / f"w{i}.npz", tmp_path / "digits", tmp_path / "runs", extra)
+             for i in range(2)]
+    (chief, _), (other, _) = [_finish(p) for p in procs]
+    info = json.loads((tmp_path / "runs" / "mw" / "run.json").read_text())
+    assert (info["strategy"], info["replicas"]) == ("MultiWorkerMirroredStrategy", 2)
+    assert other["run_dir"] == "None" and chief["run_dir"] == str(tmp_path / "runs" / "mw")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mw"]  # the chief's run only
+    assert (tmp_path / "runs" / "mw" / "COMPLETE").is_file()
+    w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
+    for key in w0.files:  # data-parallel replicas end bit-identical
+        np.testing.assert_array_equal(w0[key], w1[key])
+    assert chief["losses"] == other["losses"]
+
+    single, _ = _finish(_worker("", 0, tmp_path / "single.npz", tmp_path / "digits", tmp_path / "runs1", extra))
+    np.testing.assert_allclose(chief["losses"], single["losses"], rtol=1e-4)  # same global batch
+    ws = np.load(tmp_path / "single.npz")
+    for key in w0.files:
+        np.testing.assert_allclose(w0[key], ws[key], atol=2e-4)
+
+
+def _cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "imgclf.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_worker_killed_then_every_worker_resumes_from_the_chief_checkpoint(clean_env, tmp_path):
+    import signal
+    import time
+    from imgclf.datasets import write_digits
+    write_digits(tmp_path / "digits", per_class=12)
+    runs = tmp_path / "runs"
+    args = [str(tmp_path / "digits"), "--image-size", "32", "--epochs", "6", "--fine-tune-epochs", "3",
+            "--batch-size", "16", "--seed", "3", "--plain", "--patience", "20", "--quiet",
+            "--runs-dir", str(runs), "--name", "k"]
+    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    chief, other = (_cli("train", *args, "--workers", workers, "--worker-index", str(i)) for i in range(2))
+    history = runs / "k" / "history.csv"
+    deadline = time.time() + 600
+    while not (history.is_file() and len(history.read_text().splitlines()) >= 3):  # header + 2 epochs
+        assert chief.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    other.send_signal(signal.SIGKILL)
+    other.communicate()
+    _, err = chief.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    assert chief.returncode != 0 and last.startswith("imgclf: error: worker 0 of 2")
+    assert "lost contact with another worker" in last and f"--resume {runs / 'k'}" in last
+    assert (runs / "k" / "checkpoint.npz").is_file() and not (runs / "k" / "COMPLETE").exists()
+
+    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))  # the old ports may linger
+    procs = [_cli("train", "--resume", str(runs / "k"), "--quiet", "--workers", workers, "--worker-index", str(i))
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "the chief (worker 0) wrote the run" in outs[1][0]
+    epochs = [int(line.split(",")[1]) for line in history.read_text().splitlines()[1:]]
+    assert epochs == list(range(1, 10)) and (runs / "k" / "COMPLETE").is_file()
