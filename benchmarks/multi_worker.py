@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from vs_keras_guide import DATASETS, prepare_data  # noqa: E402
 
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from imgclf.distribute import loopback_workers  # noqa: E402
 
 
 def cpu_sets(n: int) -> list[str | None]:
@@ -55,10 +46,10 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
              "--image-size", str(args.image_size), "--epochs", str(args.epochs),
              "--fine-tune-epochs", str(args.fine_tune_epochs), "--batch-size", str(args.batch_size),
              "--patience", "1000", "--seed", str(args.seed)] + (["--plain"] if args.plain else [])
-    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(n)) if n > 1 else ""
-    procs, logs = [], []
+    workers = loopback_workers(n) if n > 1 else ""
+    procs, logs, pins = [], [], cpu_sets(n)
     start = time.perf_counter()
-    for i, cpus in enumerate(cpu_sets(n)):
+    for i, cpus in enumerate(pins):
         cmd = [sys.executable, "-m", "imgclf.cli", *flags] + (["--workers", workers, "--worker-index", str(i)]
                                                               if n > 1 else [])
         if cpus:
@@ -76,7 +67,7 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     info = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    out = {"workers": n, "pinned": cpu_sets(n), "wall_s": round(wall, 1), "accuracy": metrics["accuracy"],
+    out = {"workers": n, "pinned": pins, "wall_s": round(wall, 1), "accuracy": metrics["accuracy"],
            "strategy": info.get("strategy"), "replicas": info.get("replicas"), "path": info.get("path")}
     for phase in ("head", "fine_tune"):
         secs = [float(r["seconds"]) for r in rows if r["phase"] == phase]

@@ -1,6 +1,5 @@
 """Multi-worker training: cluster parsing, row assignment, and two real workers on loopback."""
 import json
-import socket
 import subprocess
 import sys
 
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 
 from imgclf.cli import main
-from imgclf.distribute import Cluster, configure_cluster, replica_rows
+from imgclf.distribute import Cluster, configure_cluster, loopback_workers, replica_rows
 from imgclf.errors import ImgclfError
 
 
@@ -69,6 +68,12 @@ def test_cli_rejects_bad_workers_before_any_work(clean_env, tmp_path, capsys):
     assert "outside 0..1" in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+def test_loopback_workers_are_distinct_free_ports(clean_env):
+    workers = loopback_workers(3).split(",")
+    assert len(set(workers)) == 3 and all(w.startswith("127.0.0.1:") for w in workers)
+    assert configure_cluster(workers, 2).size == 3
+
+
 @pytest.mark.parametrize("size", [1, 2, 7, 10, 33])
 @pytest.mark.parametrize("replicas", [1, 2, 3, 4])
 def test_replica_rows_cover_every_row_once(size, replicas):
@@ -91,16 +96,6 @@ print(json.dumps({"run_dir": str(result.run_dir), "losses": [r["loss"] for r in 
 """
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _worker(workers, index, out, data, runs, extra):
     return subprocess.Popen([sys.executable, "-c", WORKER, workers, str(index), str(out), str(data), str(runs),
                              json.dumps(extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,7 +112,7 @@ def _finish(proc):
 def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
     from imgclf.datasets import write_digits
     write_digits(tmp_path / "digits", per_class=12)
-    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    workers = loopback_workers(2)
     procs = [_worker(workers, i, tmp_path / f"w{i}.npz", tmp_path / "digits", tmp_path / "runs", extra)
              for i in range(2)]
     (chief, _), (other, _) = [_finish(p) for p in procs]
@@ -153,7 +148,7 @@ def test_worker_killed_then_every_worker_resumes_from_the_chief_checkpoint(clean
     args = [str(tmp_path / "digits"), "--image-size", "32", "--epochs", "6", "--fine-tune-epochs", "3",
             "--batch-size", "16", "--seed", "3", "--plain", "--patience", "20", "--quiet",
             "--runs-dir", str(runs), "--name", "k"]
-    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    workers = loopback_workers(2)
     chief, other = (_cli("train", *args, "--workers", workers, "--worker-index", str(i)) for i in range(2))
     history = runs / "k" / "history.csv"
     deadline = time.time() + 600
@@ -168,7 +163,7 @@ def test_worker_killed_then_every_worker_resumes_from_the_chief_checkpoint(clean
     assert "lost contact with another worker" in last and f"--resume {runs / 'k'}" in last
     assert (runs / "k" / "checkpoint.npz").is_file() and not (runs / "k" / "COMPLETE").exists()
 
-    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))  # the old ports may linger
+    workers = loopback_workers(2)  # the old ports may linger
     procs = [_cli("train", "--resume", str(runs / "k"), "--quiet", "--workers", workers, "--worker-index", str(i))
              for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]

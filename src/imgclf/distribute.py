@@ -160,3 +160,23 @@ def lost_peers(cluster: Cluster, run_dir):
         raise ImgclfError(f"{cluster.describe()}: lost contact with another worker ({reason}); the last "
                           f"epoch's checkpoint is kept: restart every worker with `imgclf train --resume "
                           f"{run_dir} --workers ... --worker-index I`") from None
+
+
+def loopback_workers(n: int) -> str:
+    """A ``--workers`` value for n workers on this machine: 127.0.0.1 with n free ports, for
+    trying multi-worker training (and for its tests and benchmark). The ports are free when
+    chosen; another process could take one before the workers bind it.
+
+    Example:
+        >>> loopback_workers(2)
+        '127.0.0.1:41823,127.0.0.1:41824'
+    """
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))  # all bound at once, so the n ports differ
+        return ",".join(f"127.0.0.1:{s.getsockname()[1]}" for s in socks)
+    finally:
+        for s in socks:
+            s.close()
