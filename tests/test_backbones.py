@@ -163,6 +163,43 @@ def test_saved_lite0_base_reloads_with_the_same_outputs(tmp_path, cache_dir):
     _assert_reloads_the_same(backbones.build_backbone("efficientnet_lite0", 48), tmp_path / "base.keras")
 
 
+def test_pointwise_conv_trains_as_a_matmul_with_the_convolution_s_outputs_and_gradients(tmp_path):
+    import tensorflow as tf
+    from imgclf.backbones.layers import PointwiseConv2D
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(4, 3, 5, 8)), tf.float32)
+    pointwise = PointwiseConv2D(6, activation="relu", name="pw")
+    conv = keras.layers.Conv2D(6, 1, activation="relu")
+    pointwise.build(x.shape), conv.build(x.shape)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in conv.get_weights()]
+    pointwise.set_weights(weights), conv.set_weights(weights)
+    results = []
+    for layer, kwargs in ((conv, {}), (pointwise, {"training": True}), (pointwise, {"training": False})):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, **kwargs)
+            loss = tf.reduce_sum(y * tf.range(6, dtype=tf.float32))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    config = keras.saving.serialize_keras_object(pointwise)
+    assert config["registered_name"] == "imgclf>PointwiseConv2D"
+    assert keras.saving.deserialize_keras_object(config).get_config() == pointwise.get_config()
+    with pytest.raises(ValueError, match="1x1"):
+        PointwiseConv2D(4, 3)
+
+
+def test_lite_builds_its_1x1_convolutions_as_pointwise_layers():
+    from imgclf.backbones.layers import PointwiseConv2D
+    model = efficientnet_lite.build_graph("efficientnet_lite0", 32)
+    pointwise = {layer.name for layer in model.layers if isinstance(layer, PointwiseConv2D)}
+    convs = {layer.name for layer in model.layers if type(layer) is keras.layers.Conv2D}
+    assert convs == {"stem_conv"} and "head_conv" in pointwise
+    assert {"block6d_expand_conv", "block6d_project_conv", "block1a_project_conv"} <= pointwise
+    assert len(pointwise) == 2 * 16 - 1 + 1  # expand and project per block (block1a: no expand), head
+
+
 def test_our_preprocessing_state_survives_save_and_reload(tmp_path, app_models):
     # ResNet50's and B0's other layers are stock Keras; what needs proving is our custom layer
     # and the ImageNet statistics we put into B0's Normalization, on a small model.

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from imgclf.backbones.layers import PointwiseConv2D
 from imgclf.backbones.torch_legacy import load_legacy_state_dict
 from imgclf.errors import ImgclfError
 from imgclf.runs import atomic_path
@@ -102,6 +103,8 @@ def _conv_bn_relu6(x, filters, kernel, stride, name, activate=True, depthwise=Fa
     # ``name`` is a prefix: "stem_" gives stem_conv, stem_bn, stem_activation.
     if depthwise:
         x = keras.layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}dwconv")(x)
+    elif kernel == 1 and stride == 1:  # the block's expand and project, and the head
+        x = PointwiseConv2D(filters, use_bias=False, name=f"{name}conv")(x)
     else:
         x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}conv")(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}bn")(x)
