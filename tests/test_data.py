@@ -11,7 +11,7 @@ import _corpus
 from imgclf import data, pipeline
 from imgclf.config import AugmentConfig
 from imgclf.errors import ImgclfError
-from imgclf.images import BadImage
+from imgclf.images import BadImage, read_image
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +210,50 @@ def test_small_images_are_decoded_once(tree, fruit, monkeypatch):
     np.testing.assert_array_equal(data.load_images(paths, 16, decoded=fruit.decoded), reference)
     assert data.load_dataset(tree["root"], seed=42, keep_mb=0).decoded == {}
     assert len(data.load_dataset(tree["root"], seed=42, keep_mb=0.01).decoded) < len(paths)  # budget
+
+
+def test_lazy_images_are_resized_when_read_with_the_same_pixels(tmp_path, monkeypatch):
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, (w, h) in enumerate([(28, 28), (40, 20), (16, 50), (28, 28), (9, 9)]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        mode = "L" if i % 2 else "RGB"
+        pixels = rng.integers(0, 256, (h, w) + (() if mode == "L" else (3,)), dtype=np.uint8)
+        Image.fromarray(pixels, mode).save(paths[-1])
+    decoded = {p: read_image(p) for p in paths}  # as load_dataset keeps them
+    reference = data.load_images(paths, 24)
+
+    def refuse(*args, **kwargs):
+        raise BadImage("read from disk", args[0])
+
+    monkeypatch.setattr(pipeline, "read_image", refuse)
+    lazy = data.load_images(paths, 24, decoded=decoded, lazy=True)
+    assert isinstance(lazy, data.ResizedImages)
+    assert lazy.shape == reference.shape and len(lazy) == 5 and lazy.nbytes == reference.nbytes
+    np.testing.assert_array_equal(np.asarray(lazy), reference)
+    np.testing.assert_array_equal(lazy[1:4], reference[1:4])
+    np.testing.assert_array_equal(lazy[np.array([4, 0, 4])], reference[[4, 0, 4]])
+    np.testing.assert_array_equal(lazy[2], reference[2])
+    assert lazy[5:].shape == (0, 24, 24, 3) and lazy[::2].shape[0] == 3
+    # not every image decoded (or a disk cache asked for): an array, as before
+    missing = {p: decoded[p] for p in paths[1:]}
+    with pytest.raises(ImgclfError, match="read from disk"):
+        data.load_images(paths, 24, decoded=missing, lazy=True)
+    assert isinstance(data.load_images(paths, 24, decoded=decoded), np.ndarray)
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 0])  # in-graph copy, and read a batch at a time
+def test_pipeline_from_lazy_images_matches_the_array(limit, monkeypatch):
+    from PIL import Image
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)) for _ in range(10)]
+    lazy, labels = data.ResizedImages(images, 16), np.arange(10) % 3
+    monkeypatch.setattr(pipeline, "_IN_GRAPH_LIMIT", limit)
+    a = stack(data.make_pipeline(lazy, labels, 3, 4, shuffle=True, seed=3))
+    b = stack(data.make_pipeline(np.asarray(lazy), labels, 3, 4, shuffle=True, seed=3))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_map_threads_keeps_order_and_stops_at_the_first_error():

@@ -25,10 +25,10 @@ import numpy as np
 from imgclf.errors import ImgclfError
 from imgclf.images import DEFAULT_MAX_PIXELS, BadImage, ImageInfo, inspect_and_read
 from imgclf.layouts import SPLITS, Found, find_images
-from imgclf.pipeline import class_weights, load_images, make_pipeline, map_threads
+from imgclf.pipeline import ResizedImages, class_weights, load_images, make_pipeline, map_threads
 from imgclf.runs import write_text_atomic
 
-__all__ = ["DataReport", "Dataset", "load_dataset", "save_split", "load_images", "make_pipeline",
+__all__ = ["DataReport", "Dataset", "load_dataset", "save_split", "load_images", "ResizedImages", "make_pipeline",
            "class_weights", "SPLITS"]
 
 # Images up to this many pixels are kept decoded by load_dataset, up to KEEP_MB in all, so that

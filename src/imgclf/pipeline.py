@@ -101,7 +101,7 @@ def map_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
 
 def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                decoded: Mapping[str, "Image.Image"] | None = None) -> np.ndarray:
+                decoded: Mapping[str, "Image.Image"] | None = None, lazy: bool = False) -> np.ndarray:
     """Decode and squash every image to ``image_size`` once, in a thread pool.
 
     With ``cache_dir`` the pixels go to a ``.npy`` file keyed by a hash of the paths, their
@@ -115,9 +115,12 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
         cache_dir: folder for the cache file; None keeps everything in memory.
         workers: decoding threads; None picks from the CPU count.
         decoded: RGB images already decoded, by path (``Dataset.decoded``): resized, not read.
+        lazy: when every image is in ``decoded`` (and there is no ``cache_dir``), return a
+            :class:`ResizedImages` over them, which resizes a batch when it is read.
 
     Returns:
-        uint8 array (N, image_size, image_size, 3); a read-only memmap when cached.
+        uint8 array (N, image_size, image_size, 3); a read-only memmap when cached; or a
+        ResizedImages (see ``lazy``).
 
     Raises:
         ImgclfError: naming a file that is missing or no longer decodes.
@@ -128,6 +131,8 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
     """
     paths = [str(p) for p in paths]
     shape = (len(paths), image_size, image_size, 3)
+    if lazy and cache_dir is None and decoded is not None and all(p in decoded for p in paths):
+        return ResizedImages([decoded[p] for p in paths], image_size)
     if cache_dir is None or not paths:
         out = np.empty(shape, dtype=np.uint8)
         _decode_into(out, paths, image_size, max_pixels, workers, decoded)
@@ -160,6 +165,52 @@ def _cache_key(paths: list[str], image_size: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+class ResizedImages:
+    """Images at one size, resized from their decoded originals when read: an array-like of
+    uint8 (N, S, S, 3) that holds the small originals instead of the big resized pixels.
+
+    Reading ``x[a:b]``, ``x[index_array]`` or ``x[i]`` resizes those images (the same
+    :func:`~imgclf.images.resize` as load_images, so the same pixels); ``np.asarray(x)``
+    resizes all of them. Fashion-MNIST's 70,000 28-px images take about 0.2 GB decoded and
+    1.9 GB at 96 px: the cached path reads each image only a few times (once per view, and
+    once to predict the test set), so it need not hold them resized.
+
+    Args:
+        images: RGB Pillow images (``Dataset.decoded``'s), in order.
+        image_size: side of the square output.
+
+    Example:
+        >>> x = ResizedImages([Image.new("RGB", (28, 28))] * 5, 96)
+        >>> x.shape, x[1:3].shape, x[[0, 4]].dtype
+        ((5, 96, 96, 3), (2, 96, 96, 3), dtype('uint8'))
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, images: Sequence["Image.Image"], image_size: int):
+        self.images, self.image_size = list(images), int(image_size)
+        self.shape = (len(self.images), self.image_size, self.image_size, 3)
+        self.nbytes = math.prod(self.shape)  # of the resized pixels, were they all read at once
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return resize(self.images[key], self.image_size)
+        picks = range(len(self.images))[key] if isinstance(key, slice) else np.asarray(key).reshape(-1)
+        out = np.empty((len(picks),) + self.shape[1:], np.uint8)
+        for row, i in enumerate(picks):
+            out[row] = resize(self.images[int(i)], self.image_size)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.empty(self.shape, np.uint8)
+        map_threads(lambda i: out.__setitem__(i, resize(self.images[i], self.image_size)), range(len(self)))
+        return out if dtype is None else out.astype(dtype)
+
+
 def _decode_into(out: np.ndarray, paths: list[str], image_size: int, max_pixels: int, workers: int | None,
                  decoded: Mapping[str, "Image.Image"] | None) -> None:
     decoded = decoded or {}
@@ -181,15 +232,15 @@ def make_pipeline(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
 
     Only indices are shuffled (seeded, a new order every epoch), and each batch gathers its
     images, so the array is never copied into a shuffle buffer. Arrays up to 1 GiB are copied
-    once into a TensorFlow constant; memmaps and bigger arrays stay in NumPy and are read a
-    batch at a time. Augmentation runs on whole batches. Keras' random layers draw from a
+    once into a TensorFlow constant; memmaps and bigger arrays (or ResizedImages) stay in NumPy
+    and are read a batch at a time. Augmentation runs on whole batches. Keras' random layers draw from a
     stateful seed generator, so in a parallel map batches would race for the draws and the
     same seed would augment differently each run; ``deterministic=True`` (default) therefore
     augments one batch at a time (each op still uses every core), ``False`` uses
     ``num_parallel_calls=AUTOTUNE``.
 
     Args:
-        images: uint8 (N, S, S, 3), from load_images.
+        images: uint8 (N, S, S, 3), from load_images (an array, memmap or ResizedImages).
         labels: int class indices (N,).
         num_classes: width of the one-hot labels.
         batch_size: images per batch; the last batch may be smaller.
@@ -245,7 +296,7 @@ def _gather_fn(images: np.ndarray, labels: np.ndarray, num_classes: int):
             x.set_shape((None,) + size)
             return tf.cast(x, tf.float32), onehot(idx)
         return gather
-    pixels = tf.constant(images)
+    pixels = tf.constant(np.asarray(images))
 
     def gather(idx):
         return tf.cast(tf.gather(pixels, idx), tf.float32), onehot(idx)

@@ -45,7 +45,8 @@ class Classifier:
         """Class probabilities for RGB images already at the model's size.
 
         Args:
-            images: (N, S, S, 3) uint8 or float 0-255 RGB.
+            images: (N, S, S, 3) uint8 or float 0-255 RGB: an array, or an array-like read by
+                slices (data.ResizedImages).
             batch_size: images per forward pass.
 
         Returns:
@@ -55,8 +56,9 @@ class Classifier:
             >>> clf.predict_arrays(np.zeros((2, 96, 96, 3), np.uint8)).shape
             (2, 10)
         """
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
+        if not hasattr(images, "shape"):  # arrays, memmaps and data.ResizedImages are read by batch
+            images = np.asarray(images)
+        if len(images.shape) != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
             raise ImgclfError(f"expected images of shape (N, {self.image_size}, {self.image_size}, 3), "
                               f"got {images.shape}")
         # Batches go to the runtime as given: a uint8 TFLite input takes raw pixels without a copy.
