@@ -23,9 +23,9 @@ ANNOTATE_MAX_CLASSES = 20  # beyond this, numbers in heatmap cells are too small
 LABEL_WIDTH = 22  # class names wider than this are cut on axes
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     # Constrained layout, unlike tight_layout, leaves room for seaborn's colorbars.
-    fig = Figure(figsize=(width, height), dpi=DPI, facecolor="white", layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI, facecolor="white", layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -274,8 +274,12 @@ def plot_mistakes(images, y_true, y_pred, confidence, class_names: Sequence[str]
         return _save(fig, path)
     cols = min(5, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig = _new_figure(2.3 * cols, 2.55 * rows + 0.5)
+    # A fixed grid needs no constrained layout, which took 40% of this figure's 2.2 s.
+    height = 2.55 * rows + 0.5
+    fig = _new_figure(2.3 * cols, height, layout=None)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / height, wspace=0.12,
+                        hspace=0.62 / 2.0)
     for ax, i in zip(axes, shown):
         ax.imshow(_as_rgb(images[i]))
         ax.set_title(f"true: {_cut(str(class_names[y_true[i]]), 18)}\n"
