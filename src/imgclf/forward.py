@@ -26,7 +26,8 @@ def compile_forward(model, runtime: str = "tf", batch_size: int = 64, threads: i
         model: a frozen Keras model (bottom of the base, or base + pooling).
         runtime: "tf" or "tflite".
         batch_size: the largest batch it will be given.
-        threads: interpreter threads; None for every core.
+        threads: interpreter threads; None for every core this process may run on
+            (runtimes.default_threads, as for exported models).
 
     Returns:
         A function ``f(x: float32 (B, ...)) -> np.ndarray``.
@@ -39,9 +40,10 @@ def compile_forward(model, runtime: str = "tf", batch_size: int = 64, threads: i
     import tensorflow as tf
     if runtime == "tf":
         return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    import os
     from ai_edge_litert.interpreter import Interpreter
-    interpreter = Interpreter(model_content=tflite_bytes(model), num_threads=threads or os.cpu_count())
+
+    from imgclf.runtimes import default_threads
+    interpreter = Interpreter(model_content=tflite_bytes(model), num_threads=threads or default_threads())
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     interpreter.resize_tensor_input(inp["index"], [batch_size, *inp["shape"][1:]])
     interpreter.allocate_tensors()
