@@ -38,3 +38,11 @@ def test_train_flags_reach_the_config():
     assert (args.epochs, args.fine_tune_blocks, args.fine_tune_layers) == (3, 2, None)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "d", "--fine-tune-blocks", "2", "--fine-tune-layers", "4"])
+
+
+def test_python_dash_m_imgclf_is_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "imgclf"], capture_output=True, text=True)
+    assert out.returncode == 0 and all(c in out.stdout for c in SUBCOMMANDS)
+    bad = subprocess.run([sys.executable, "-m", "imgclf", "evaluate", "/nonexistent/run"], capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "/nonexistent/run" in bad.stderr
