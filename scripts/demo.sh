@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: Fashion-MNIST, offline, end to end on 2 CPU cores in a few minutes (89 s measured with the data written and the conversions cached).
+# The demo: Fashion-MNIST, offline, end to end on 2 CPU cores in a few minutes (89 s measured
+# with the data written and the conversions cached).
 # Writes data/fashion-mnist-demo (a subset of the official training images, all 10,000
 # official test images) and trains runs/fashion-demo on it.
 set -euo pipefail

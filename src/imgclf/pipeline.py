@@ -234,10 +234,10 @@ def make_pipeline(images: np.ndarray, labels: np.ndarray, num_classes: int, batc
     images, so the array is never copied into a shuffle buffer. Arrays up to 1 GiB are copied
     once into a TensorFlow constant; memmaps and bigger arrays (ResizedImages too) stay in
     NumPy and are read a batch at a time. Augmentation runs on whole batches. Keras' random
-    layers draw from a stateful seed generator, so in a parallel map batches would race for the draws and the
-    same seed would augment differently each run; ``deterministic=True`` (default) therefore
-    augments one batch at a time (each op still uses every core), ``False`` uses
-    ``num_parallel_calls=AUTOTUNE``.
+    layers draw from a stateful seed generator, so in a parallel map batches would race for
+    the draws and the same seed would augment differently each run; ``deterministic=True``
+    (default) therefore augments one batch at a time (each op still uses every core),
+    ``False`` uses ``num_parallel_calls=AUTOTUNE``.
 
     Args:
         images: uint8 (N, S, S, 3), from load_images (an array, memmap or ResizedImages).
