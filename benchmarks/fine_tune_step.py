@@ -22,16 +22,15 @@ def time_steps(blocks: int, image_size: int, batch_size: int, steps: int) -> flo
     """Seconds per train step of the top ``blocks`` blocks on cached activations."""
     import keras
     import tensorflow as tf
-    from imgclf.features import split_base
-    from imgclf.model import build_classifier, freeze_base, head_of, unfreeze_top
+    from imgclf.features import fine_tune_trainee, split_base
+    from imgclf.model import build_classifier, freeze_base, unfreeze_top
     from imgclf.trainer import _Steps
     model = build_classifier("efficientnet_lite0", 10, image_size, weights="imagenet", dropout=0.2,
                              hidden_units=0, seed=0)
     bottom, top = split_base(model, "efficientnet_lite0", blocks=blocks)
     freeze_base(model)
     unfreeze_top(model, "efficientnet_lite0", blocks=blocks)
-    acts = keras.Input(bottom.output_shape[1:])
-    trainee = keras.Model(acts, head_of(model)(model.get_layer("pool")(top(acts))))
+    trainee = fine_tune_trainee(model, top, bottom.output_shape[1:])  # what imgclf trains
     optimizer = keras.optimizers.Adam(1e-4)
     optimizer.build(trainee.trainable_variables)
     step = _Steps(trainee, optimizer, keras.losses.CategoricalCrossentropy(reduction="none"),

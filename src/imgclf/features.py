@@ -101,6 +101,25 @@ def allocate(shape: tuple, budget_bytes: int, path: Path, dtype=np.float16) -> n
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
+def fine_tune_trainee(model, top, shape):
+    """The model phase 2 trains on cached activations: the base's top, the classifier's pooling
+    and its head, sharing their layers (and so their weights) with ``model``.
+
+    Args:
+        model: the classifier.
+        top: the base's top, from ``split_base``.
+        shape: one activation's shape (the bottom's output without the batch axis).
+
+    Example:
+        >>> fine_tune_trainee(model, top, (6, 6, 112)).output_shape
+        (None, 10)
+    """
+    import keras
+    acts = keras.Input(tuple(shape), name="activations")
+    pooled = model.get_layer("pool")(top(acts))
+    return keras.Model(acts, head_of(model)(pooled), name="fine_tune_trainee")
+
+
 def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64) -> None:
     """Fill ``out[v, i]`` with ``fn(view v of image i)``; view 0 is the image itself.
 
@@ -238,10 +257,7 @@ class CachedData:
 
     def fine_tune_phase(self):
         """Phase 2: the base's top, pooling and head, on the bottom's activations."""
-        import keras
-        acts = keras.Input(self.acts.shape[2:], name="activations")
-        pooled = self.model.get_layer("pool")(self.top(acts))
-        trainee = keras.Model(acts, head_of(self.model)(pooled), name="fine_tune_trainee")
+        trainee = fine_tune_trainee(self.model, self.top, self.acts.shape[2:])
         return self._phase(trainee, self.acts, self.val_acts)
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
