@@ -6,7 +6,7 @@ import tensorflow as tf
 from imgclf.config import TrainConfig
 from imgclf.errors import ImgclfError
 from imgclf.model import base_of, build_classifier, freeze_base, head_of, unfreeze_top
-from imgclf.trainer import EarlyStopping, EpochLog, Phase, PlainData, Schedule, fit_phase, fit_two_phase
+from imgclf.trainer import EarlyStopping, EpochLog, FusedAdam, Phase, PlainData, Schedule, fit_phase, fit_two_phase
 
 SIZE, CLASSES = 32, 3
 
@@ -95,3 +95,32 @@ def test_early_stopping_and_schedules():
     assert plateau.current == pytest.approx(5e-4)
     cosine = Schedule("cosine", 1e-3, 10, patience=2)
     assert cosine.at_epoch(0) == pytest.approx(1e-3) and cosine.at_epoch(5) < 6e-4
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_takes_keras_adams_steps(amsgrad):
+    """Same weights and slots as Keras' Adam after a few steps (to float rounding), and the same
+    slot variables in the same order, so checkpoints written by one resume in the other."""
+    import keras
+    x = tf.constant(np.random.default_rng(1).normal(size=(16, 5)).astype("float32"))
+    results = []
+    for cls in (keras.optimizers.Adam, FusedAdam):
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(7), keras.layers.Dense(3)])
+        opt = cls(learning_rate=1e-2, amsgrad=amsgrad)
+        opt.build(net.trainable_variables)
+        initial = net.get_weights()
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((net(x) - 1.0) ** 2)
+            opt.apply_gradients(zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables))
+        for _ in range(25):
+            step()
+        assert not np.allclose(net.get_weights()[0], initial[0], atol=1e-3)  # it trained
+        results.append((net.get_weights(), [v.numpy() for v in opt.variables]))
+    (w_keras, s_keras), (w_fused, s_fused) = results
+    assert [s.shape for s in s_fused] == [s.shape for s in s_keras]
+    for a, b in zip(w_keras + s_keras, w_fused + s_fused):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
