@@ -3,7 +3,7 @@
 Measures, in one run and on the same images, images/s of:
   tf        the base + pooling as a tf.function (what a plain Keras loop runs)
   tflite    the same network as TFLite under LiteRT's XNNPACK delegate: the reference
-  imgclf    imgclf.features.CachedData building the phase-1 feature cache (1 view, no
+  imgclf    imgclf.training.features.CachedData building the phase-1 feature cache (1 view, no
             augmentation): conversion, batching and copies included
 and prints imgclf / tflite (target: >= 0.9).
 
@@ -35,13 +35,12 @@ def measure(size: int, count: int, batch: int) -> dict:
     import keras
 
     from imgclf.config import RunConfig, TrainConfig
-    from imgclf.features import CachedData
-    from imgclf.forward import compile_forward
-    from imgclf.model import base_of, build_classifier
+    from imgclf.training.features import CachedData
+    from imgclf.runtime.forward import compile_forward
+    from imgclf.training.model import build_network
 
-    model = build_classifier("efficientnet_lite0", 10, size)
-    base = base_of(model)
-    extractor = keras.Model(base.input, model.get_layer("pool")(base.output))
+    net = build_network("efficientnet_lite0", 10, size)
+    extractor = keras.Model(net.base.input, net.pool(net.base.output))
     images = np.random.default_rng(0).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
     labels = np.arange(count) % 10
     result = {"size": size, "images": count, "batch": batch}
@@ -50,7 +49,7 @@ def measure(size: int, count: int, batch: int) -> dict:
     cfg = dataclasses.replace(RunConfig(), train=TrainConfig(fine_tune_epochs=0, views=1, runtime="auto"))
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=batch))
     start = time.perf_counter()
-    data = CachedData(model, "efficientnet_lite0", cfg, (images, labels), (images[:0], labels[:0]),
+    data = CachedData(net, cfg, (images, labels), (images[:0], labels[:0]),
                       cache_dir=Path(tempfile.mkdtemp()))
     result["imgclf"] = count / (time.perf_counter() - start)
     result["imgclf_runtime"] = data.stats["runtime"]

@@ -31,15 +31,14 @@ def step_functions(blocks: int, image_size: int, batch_size: int):
     import keras
     import tensorflow as tf
     from imgclf.backbones.layers import PointwiseConv2D
-    from imgclf.features import fine_tune_trainee, split_base
-    from imgclf.model import build_classifier, freeze_base, unfreeze_top
-    from imgclf.trainer import FusedAdam, _Steps
-    model = build_classifier("efficientnet_lite0", 10, image_size, weights="imagenet", dropout=0.2,
-                             hidden_units=0, seed=0)
-    bottom, top = split_base(model, "efficientnet_lite0", blocks=blocks)
-    freeze_base(model)
-    unfreeze_top(model, "efficientnet_lite0", blocks=blocks)
-    trainee = fine_tune_trainee(model, top, bottom.output_shape[1:])  # what imgclf trains
+    from imgclf.training.model import build_network
+    from imgclf.training.steps import FusedAdam, Steps
+    net = build_network("efficientnet_lite0", 10, image_size, weights="imagenet", dropout=0.2, hidden_units=0,
+                        seed=0)
+    bottom, top = net.split_base(blocks=blocks)
+    net.freeze_base()
+    net.unfreeze_top(blocks=blocks)
+    trainee = net.top_trainee(top, bottom.output_shape[1:])  # what imgclf trains
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 6, (batch_size, *bottom.output_shape[1:])).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch_size)]
@@ -47,7 +46,7 @@ def step_functions(blocks: int, image_size: int, batch_size: int):
     for name in VARIANTS:
         optimizer = (FusedAdam if name == "imgclf" else keras.optimizers.Adam)(1e-4)
         optimizer.build(trainee.trainable_variables)
-        step = _Steps(trainee, optimizer, keras.losses.CategoricalCrossentropy(reduction="none"),
+        step = Steps(trainee, optimizer, keras.losses.CategoricalCrossentropy(reduction="none"),
                       tf.constant([], tf.float32), 5, tf.distribute.get_strategy()).train
         if name == "conv":  # the layer's implementation is read when the step is traced
             PointwiseConv2D.call = lambda self, inputs, training=None: keras.layers.Conv2D.call(self, inputs)

@@ -63,10 +63,11 @@ def ensure_exports(run: Path, min_int8: float | None) -> dict:
     """Export what is missing; return RUN/export/metrics.json."""
     import json
 
-    from imgclf.export import FORMATS, Exporter
+    from imgclf.deploy.export import Exporter
+    from imgclf.deploy.formats import FORMATS
     exporter = Exporter(run)
     for fmt in ("savedmodel", "tflite", "tflite-dynamic", "tflite-int8"):
-        if not (run / "export" / FORMATS[fmt]).exists():
+        if not (run / "export" / FORMATS[fmt].file_name).exists():
             exporter.export(fmt, min_agreement=min_int8 if fmt == "tflite-int8" else None, verbose=True)
     return json.loads((run / "export" / "metrics.json").read_text())
 
@@ -75,7 +76,7 @@ class KerasPredict:
     """The baseline: ``model.predict`` exactly as a Keras user calls it."""
 
     def __init__(self, run: Path):
-        from imgclf.predict import load
+        from imgclf.deploy.predict import load
         self.model = load(run).model
 
     def predict_arrays(self, images, batch_size=64):
@@ -83,8 +84,8 @@ class KerasPredict:
 
 
 def load_models(run: Path, threads: int) -> dict:
-    from imgclf.export import FORMATS
-    from imgclf.predict import load
+    from imgclf.deploy.formats import FORMATS
+    from imgclf.deploy.predict import load
     models = {}
     for _, kind in ROWS:
         if kind == "predict":
@@ -92,7 +93,7 @@ def load_models(run: Path, threads: int) -> dict:
         elif kind == "keras":
             models[kind] = load(run)
         else:
-            models[kind] = load(run / "export" / FORMATS[kind], num_threads=threads)
+            models[kind] = load(run / "export" / FORMATS[kind].file_name, num_threads=threads)
     return models
 
 
@@ -149,7 +150,7 @@ def table(stats: dict, labels: np.ndarray, sizes: dict) -> list[str]:
 
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` (starting '## Inference') in place of the old one, keeping the rest."""
-    from imgclf.runs import write_text_atomic
+    from imgclf.files import write_text_atomic
     text = path.read_text() if path.is_file() else (
         "# Benchmark results\n\nMachine and date are given in each section.\n")
     pattern = re.compile(r"^## Inference\n.*?(?=^## |\Z)", re.S | re.M)
@@ -171,11 +172,11 @@ def describe(args, run: Path, n: int, image_size: int, checks: dict, load: tuple
     import tensorflow as tf
     import yaml
 
-    from imgclf.export import FORMATS
+    from imgclf.deploy.formats import FORMATS
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    parts = ", ".join(f"{kind} {partitions(run / 'export' / FORMATS[kind], args.threads)}"
+    parts = ", ".join(f"{kind} {partitions(run / 'export' / FORMATS[kind].file_name, args.threads)}"
                       for kind in ("tflite", "tflite-dynamic", "tflite-int8"))
     int8 = checks.get("tflite-int8", {})
     lines = [
@@ -208,7 +209,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     set_threads(args.threads)
     from imgclf.data import load_dataset, load_images
-    from imgclf.predict import load
+    from imgclf.deploy.predict import load
     checks = ensure_exports(args.run, args.min_agreement_int8)
     clf = load(args.run)
     dataset = load_dataset(args.run / "split.csv")

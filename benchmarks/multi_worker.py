@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from vs_keras_guide import DATASETS, prepare_data  # noqa: E402
 
-from imgclf.distribute import loopback_workers  # noqa: E402
+from imgclf.training.distribute import loopback_workers  # noqa: E402
 
 
 def cpu_sets(n: int) -> list[str | None]:
@@ -50,7 +50,7 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
     procs, logs, pins = [], [], cpu_sets(n)
     start = time.perf_counter()
     for i, cpus in enumerate(pins):
-        cmd = [sys.executable, "-m", "imgclf.cli", *flags] + (["--workers", workers, "--worker-index", str(i)]
+        cmd = [sys.executable, "-m", "imgclf", *flags] + (["--workers", workers, "--worker-index", str(i)]
                                                               if n > 1 else [])
         if cpus:
             cmd = ["taskset", "-c", cpus, *cmd]

@@ -166,7 +166,7 @@ def wait_ready(url: str, timeout: float, server: subprocess.Popen | None = None,
 def start_server(run: str, workers: int) -> tuple[subprocess.Popen, str]:
     """``imgclf serve RUN`` in a child process on a free loopback port; returns (process, URL)."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "imgclf.cli", "serve", run, "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "imgclf", "serve", run, "--port", str(port), "--workers", str(workers)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server can never block on it
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)

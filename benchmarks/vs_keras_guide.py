@@ -61,7 +61,7 @@ NOTE = ("The guide's Xception weights are not available offline: both recipes us
 def prepare_data(dataset: str, data_dir: Path, val_fraction: float, seed: int) -> Path:
     """train/ val/ test/ class folders: official test set; val is a seeded stratified share of train."""
     import numpy as np
-    from imgclf.datasets import write_fashion_mnist
+    from imgclf.data.datasets import write_fashion_mnist
     tree = data_dir / f"{dataset}-seed{seed}"
     if (tree / "READY").is_file():
         return tree

@@ -18,7 +18,7 @@ _CACHE: dict = {}
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """(run_dir, digits_dir): a real two-phase run on scikit-learn's digits at 32 px."""
     if "run" not in _CACHE:
-        from imgclf.datasets import write_digits
+        from imgclf.data.datasets import write_digits
         from imgclf.workflow import train
         root = tmp_path_factory.mktemp("tiny-run")
         write_digits(root / "digits", per_class=12)

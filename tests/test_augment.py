@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf.augment import build_augmenter
+from imgclf.data.augment import build_augmenter
 from imgclf.config import AugmentConfig
 
 ALL = AugmentConfig(rotation=0.1, flip="horizontal_and_vertical", zoom=0.2, translation=0.1,

@@ -192,7 +192,8 @@ def test_pointwise_conv_trains_as_a_matmul_with_the_convolution_s_outputs_and_gr
 
 def test_lite_builds_its_1x1_convolutions_as_pointwise_layers():
     from imgclf.backbones.layers import PointwiseConv2D
-    model = efficientnet_lite.build_graph("efficientnet_lite0", 32)
+    from imgclf.backbones.lite_graph import build_graph
+    model = build_graph("efficientnet_lite0", 32)
     pointwise = {layer.name for layer in model.layers if isinstance(layer, PointwiseConv2D)}
     convs = {layer.name for layer in model.layers if type(layer) is keras.layers.Conv2D}
     assert convs == {"stem_conv"} and "head_conv" in pointwise

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from _tiny_run import live_server, tiny_app, tiny_run
-from imgclf.predict import load
+from imgclf.deploy.predict import load
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 import _corpus
-from imgclf import data, pipeline
+from imgclf import data
+from imgclf.data import arrays as data_arrays
+from imgclf.data import dataset as data_dataset
+from imgclf.data import pipeline
 from imgclf.config import AugmentConfig
 from imgclf.errors import ImgclfError
-from imgclf.images import BadImage, read_image
+from imgclf.data.images import BadImage, read_image
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +166,8 @@ def test_csv_classes_come_from_every_label(tmp_path):
 
 
 def test_save_split_reproduces_the_same_split(tmp_path, fruit):
-    data.save_split(fruit, tmp_path / "split.csv")
+    from imgclf.record import RunRecord
+    RunRecord(tmp_path).write_split(fruit.split_rows())
     again = data.load_dataset(tmp_path / "split.csv", seed=999)
     assert again.class_names == fruit.class_names
     assert again.paths == fruit.paths
@@ -206,7 +210,7 @@ def test_small_images_are_decoded_once(tree, fruit, monkeypatch):
     def refuse(*args, **kwargs):
         raise BadImage("decoded again", args[0])
 
-    monkeypatch.setattr(pipeline, "read_image", refuse)
+    monkeypatch.setattr(data_arrays, "read_image", refuse)
     np.testing.assert_array_equal(data.load_images(paths, 16, decoded=fruit.decoded), reference)
     assert data.load_dataset(tree["root"], seed=42, keep_mb=0).decoded == {}
     assert len(data.load_dataset(tree["root"], seed=42, keep_mb=0.01).decoded) < len(paths)  # budget
@@ -227,7 +231,7 @@ def test_lazy_images_are_resized_when_read_with_the_same_pixels(tmp_path, monkey
     def refuse(*args, **kwargs):
         raise BadImage("read from disk", args[0])
 
-    monkeypatch.setattr(pipeline, "read_image", refuse)
+    monkeypatch.setattr(data_arrays, "read_image", refuse)
     lazy = data.load_images(paths, 24, decoded=decoded, lazy=True)
     assert isinstance(lazy, data.ResizedImages)
     assert lazy.shape == reference.shape and len(lazy) == 5 and lazy.nbytes == reference.nbytes
@@ -258,8 +262,8 @@ def test_pipeline_from_lazy_images_matches_the_array(limit, monkeypatch):
 
 def test_map_threads_keeps_order_and_stops_at_the_first_error():
     items = list(range(5000))
-    assert pipeline.map_threads(lambda x: x * x, items, workers=3) == [x * x for x in items]
-    assert pipeline.map_threads(len, [], workers=2) == []
+    assert data_arrays.map_threads(lambda x: x * x, items, workers=3) == [x * x for x in items]
+    assert data_arrays.map_threads(len, [], workers=2) == []
     calls = []
 
     def fail_early(x):
@@ -268,16 +272,16 @@ def test_map_threads_keeps_order_and_stops_at_the_first_error():
             raise ValueError("bad item")
         return x
     with pytest.raises(ValueError, match="bad item"):
-        pipeline.map_threads(fail_early, items, workers=2)
+        data_arrays.map_threads(fail_early, items, workers=2)
     assert len(calls) < len(items) // 2  # the rest was never started
 
 
 def test_tiny_files_are_checked_in_one_thread(tmp_path):
     tiny = [_corpus.save(_corpus.quadrant_image(), tmp_path / f"{i}.png") for i in range(4)]
-    assert data._check_threads([str(p) for p in tiny]) == 1
+    assert data_dataset._check_threads([str(p) for p in tiny]) == 1
     big = tmp_path / "big.bin"
-    big.write_bytes(bytes(data.SMALL_FILE_BYTES * 2))
-    assert data._check_threads([str(big), str(tmp_path / "missing.png")]) is None
+    big.write_bytes(bytes(data_dataset.SMALL_FILE_BYTES * 2))
+    assert data_dataset._check_threads([str(big), str(tmp_path / "missing.png")]) is None
 
 
 def test_load_images_names_a_file_that_went_bad(tmp_path):
@@ -296,7 +300,7 @@ def test_disk_cache_is_reused_without_decoding(tmp_path, fruit, monkeypatch):
     def refuse(*args, **kwargs):
         raise BadImage("decoded again", args[0])
 
-    monkeypatch.setattr(pipeline, "read_image", refuse)
+    monkeypatch.setattr(data_arrays, "read_image", refuse)
     second = data.load_images(paths, 16, cache_dir=tmp_path)
     np.testing.assert_array_equal(first, second)
     with pytest.raises(ImgclfError, match="decoded again"):  # other size: a new key, must decode
@@ -364,3 +368,31 @@ def test_class_weights_are_balanced():
     w = data.class_weights(np.array([0, 0, 0, 1, 2, 2]), 4)
     np.testing.assert_allclose(w, [6 / 12, 6 / 4, 6 / 8, 0.0])
     assert w.dtype == np.float32
+
+
+def test_epoch_batches_depend_on_the_epoch_alone(arrays):
+    """What a resumed run relies on: epoch e's order and augmentation are the same whatever
+    epochs ran before it in this process."""
+    from imgclf.config import AugmentConfig
+    images, labels = arrays
+    batches = data.epoch_batches(images, labels, 3, 8, seed=4, augment=AugmentConfig())
+    third = stack(batches.epoch(3))
+    stack(batches.epoch(0))
+    np.testing.assert_array_equal(stack(batches.epoch(3))[0], third[0])
+    fresh = data.epoch_batches(images, labels, 3, 8, seed=4, augment=AugmentConfig())
+    np.testing.assert_array_equal(stack(fresh.epoch(3))[0], third[0])  # another process, same epoch
+    assert not np.array_equal(stack(fresh.epoch(4))[1], third[1])  # another epoch, another order
+
+
+def test_reseed_makes_dropout_masks_a_function_of_the_epoch():
+    import keras
+    from imgclf.data.augment import reseed
+    layer = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5, seed=1)])
+    x = np.ones((4, 64), np.float32)
+    reseed(layer, 7)
+    first = layer(x, training=True).numpy()
+    layer(x, training=True)  # the generator moves on ...
+    reseed(layer, 7)  # ... and is put back to epoch 7's draws
+    np.testing.assert_array_equal(layer(x, training=True).numpy(), first)
+    reseed(layer, 8)
+    assert not np.array_equal(layer(x, training=True).numpy(), first)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf import data, datasets
+from imgclf.data import datasets
+from imgclf import data
 from imgclf.errors import ImgclfError
 
 DEBIAN = Path(datasets.FASHION_MNIST_DIR)

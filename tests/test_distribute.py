@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from imgclf.cli import main
-from imgclf.distribute import Cluster, configure_cluster, loopback_workers, replica_rows
+from imgclf.training.distribute import Cluster, configure_cluster, loopback_workers, replica_rows
 from imgclf.errors import ImgclfError
 
 
@@ -84,8 +84,9 @@ def test_replica_rows_cover_every_row_once(size, replicas):
 # A worker process: train through the API with the given cluster, save the final weights.
 WORKER = """
 import sys, json, numpy as np
-from imgclf.distribute import configure_cluster
-from imgclf.workflow import resolve_config, run_training
+from imgclf.training.distribute import configure_cluster
+from imgclf.config import resolve_config
+from imgclf.workflow import run_training
 workers, index, out, data, runs, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 cluster = configure_cluster(workers.split(",") if workers else None, index if workers else None)
 cfg = resolve_config(data, None, runs_dir=runs, name="mw", image_size=32, epochs=2, fine_tune_epochs=2,
@@ -110,7 +111,7 @@ def _finish(proc):
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [{}, {"feature_cache": False}], ids=["cached", "plain"])
 def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
-    from imgclf.datasets import write_digits
+    from imgclf.data.datasets import write_digits
     write_digits(tmp_path / "digits", per_class=12)
     workers = loopback_workers(2)
     procs = [_worker(workers, i, tmp_path / f"w{i}.npz", tmp_path / "digits", tmp_path / "runs", extra)
@@ -134,7 +135,7 @@ def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
 
 
 def _cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "imgclf.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "imgclf", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -142,7 +143,7 @@ def _cli(*args):
 def test_worker_killed_then_every_worker_resumes_from_the_chief_checkpoint(clean_env, tmp_path):
     import signal
     import time
-    from imgclf.datasets import write_digits
+    from imgclf.data.datasets import write_digits
     write_digits(tmp_path / "digits", per_class=12)
     runs = tmp_path / "runs"
     args = [str(tmp_path / "digits"), "--image-size", "32", "--epochs", "6", "--fine-tune-epochs", "3",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from imgclf.evaluate import compute_metrics, format_metrics, mistakes
+from imgclf.evaluation.metrics import compute_metrics, format_metrics, mistakes
 
 NAMES = ["cat", "dog", "fox"]
 # Confusion matrix by construction (rows true, columns predicted):

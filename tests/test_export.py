@@ -11,10 +11,11 @@ import pytest
 
 from imgclf.cli import main
 from imgclf.data import load_dataset, load_images
-from imgclf.datasets import write_digits
+from imgclf.data.datasets import write_digits
 from imgclf.errors import ImgclfError
-from imgclf.export import FORMATS, MIN_AGREEMENT, Exporter, export_run
-from imgclf.predict import load
+from imgclf.deploy.export import Exporter, export_run
+from imgclf.deploy.formats import FORMATS
+from imgclf.deploy.predict import load
 from imgclf.workflow import train
 
 pytestmark = pytest.mark.slow
@@ -53,13 +54,13 @@ def exports(run, exporter):
     """Every format, exported once (the int8 one through the CLI); format -> path."""
     paths = {}
     for fmt in FORMATS:
-        bar = QUANTISED_BAR if MIN_AGREEMENT[fmt] < 0.99 else None
+        bar = QUANTISED_BAR if FORMATS[fmt].min_agreement < 0.99 else None
         if fmt == "tflite-int8":
             assert main(["export", str(run), "--format", fmt, "--min-agreement", str(bar), "-q",
                          "--calibration-images", "50"]) == 0
         else:
             exporter.export(fmt, min_agreement=bar)
-        paths[fmt] = run / "export" / FORMATS[fmt]
+        paths[fmt] = run / "export" / FORMATS[fmt].file_name
     return paths
 
 
@@ -70,7 +71,7 @@ def test_every_format_reloads_and_agrees_with_the_keras_model(fmt, run, exports,
     assert (clf.format, clf.image_size, clf.class_names) == (fmt, 32, [str(d) for d in range(10)])
     probs = clf.predict_arrays(held_out[0])
     agreement = np.mean(probs.argmax(1) == reference.argmax(1))
-    if fmt in ("keras", "savedmodel", "tflite"):
+    if fmt in ("keras", "savedmodel", "tflite", "onnx"):
         np.testing.assert_allclose(probs, reference, atol=1e-4)
     else:
         assert agreement >= QUANTISED_BAR
@@ -84,7 +85,7 @@ def test_every_format_reloads_and_agrees_with_the_keras_model(fmt, run, exports,
 
 
 def test_sizes_and_input_types_fit_each_format(exports):
-    from imgclf.runtimes import LiteRTRuntime
+    from imgclf.runtime import LiteRTRuntime
     size = {fmt: os.path.getsize(exports[fmt]) for fmt in ("tflite", "tflite-dynamic", "tflite-int8")}
     assert size["tflite-int8"] < size["tflite"] / 3 and size["tflite-dynamic"] < size["tflite"] / 3
     assert LiteRTRuntime(exports["tflite-int8"]).input_dtype == np.uint8  # raw pixels go straight in
@@ -124,7 +125,7 @@ def test_predict_cli_runs_an_exported_model(run, exports, capsys):
 def test_an_export_that_disagrees_is_refused_and_not_left_behind(run, exporter, exports, monkeypatch):
     import keras
 
-    import imgclf.convert as convert_mod
+    import imgclf.deploy.formats.tflite as convert_mod
     real = convert_mod.convert_tflite
     # Stands for a conversion gone wrong: right shapes, unrelated (untrained) weights.
     wrong = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
@@ -151,7 +152,9 @@ def _foreign_tflite(path):
     ("empty.tflite", lambda p: p.write_bytes(b""), "not a valid TFLite model"),
     ("foreign.tflite", _foreign_tflite, "not an image classifier"),
     ("model.keras", lambda p: p.write_text("not a model"), "cannot load model"),
-    ("model.onnx", lambda p: p.write_bytes(b"\x08\x01"), "unknown model format"),
+    ("model.onnx", lambda p: p.write_bytes(b"\x08\x01"), "not a valid ONNX model"),
+    ("random.onnx", lambda p: p.write_bytes(os.urandom(4000)), "not a valid ONNX model"),
+    ("model.pt", lambda p: p.write_bytes(b"\x08\x01"), "unknown model format"),
     ("folder", lambda p: p.mkdir(), "neither a run directory"),
     ("savedmodel", lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(b"junk")), "cannot load SavedModel"),
 ])
@@ -166,8 +169,22 @@ def test_corrupt_or_foreign_models_end_in_one_clear_line(name, make, fragment, t
     assert err.startswith("imgclf: error:") and str(path) in err and fragment in err
 
 
+def test_an_onnx_file_alone_keeps_its_labels_and_runs_without_tensorflow(exports, tmp_path, held_out, reference):
+    alone = tmp_path / "alone.onnx"
+    shutil.copyfile(exports["onnx"], alone)  # no labels.txt beside it: the record is inside
+    np.save(tmp_path / "x.npy", held_out[0][:4])
+    code = ("import sys, numpy as np; from imgclf.deploy import load\n"
+            f"clf = load({str(alone)!r}, num_threads=1)\n"
+            f"probs = clf.predict_arrays(np.load({str(tmp_path / 'x.npy')!r}))\n"
+            "print(clf.format, clf.class_names[:2], 'tensorflow' in sys.modules); np.save(sys.argv[1], probs)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.npy")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split("\n")[0] == "onnx ['0', '1'] False"
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), reference[:4], atol=1e-4)
+
+
 def test_a_tflite_without_labels_is_refused(exports, tmp_path):
-    from imgclf.runtimes import METADATA_NAME
+    from imgclf.runtime.litert import METADATA_NAME
     data = exports["tflite"].read_bytes()
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(data.replace(METADATA_NAME.encode() + b"\x00", b"xxxxxx\x00", 1))  # hide the record

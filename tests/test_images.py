@@ -9,7 +9,7 @@ from PIL import Image
 
 import _corpus
 from imgclf.errors import ImgclfError
-from imgclf.images import IMAGE_EXTENSIONS, BadImage, inspect_and_read, inspect_image, read_image, resize, to_rgb
+from imgclf.data.images import IMAGE_EXTENSIONS, BadImage, inspect_and_read, inspect_image, read_image, resize, to_rgb
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.evaluate import compute_metrics
-from imgclf.plots import plot_confusion, plot_history, plot_mistakes, plot_per_class
+from imgclf.evaluation.metrics import compute_metrics
+from imgclf.evaluation.plots import plot_confusion, plot_history, plot_mistakes, plot_per_class
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

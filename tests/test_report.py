@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.evaluate import compute_metrics
-from imgclf.report import write_report
+from imgclf.evaluation.metrics import compute_metrics
+from imgclf.evaluation.report import write_report
+from imgclf.record import PLOTS
 
 EVIL = "<script>alert(1)</script>"
 NAMES = ["cat", "dog", EVIL]
@@ -39,8 +40,8 @@ def png(path: Path, color) -> Path:
 def inputs(tmp_path):
     y = np.array([0, 0, 1, 1, 2, 2])
     probs = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.2 / 3
-    plots = {key: png(tmp_path / f"{key}.png", color) for key, color in
-             [("training_curves", "red"), ("confusion_matrix", "green"), ("per_class", "blue"),
+    plots = {key: png(tmp_path / PLOTS.get(key, f"{key}.png"), color) for key, color in
+             [("history", "red"), ("confusion", "green"), ("per_class", "blue"),
               ("mistakes", "white"), ("extra", "black")]}
     history = [{"phase": "head", "epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 0.9,
                 "val_accuracy": 0.6, "lr": 1e-3, "seconds": 2.0},

@@ -242,7 +242,7 @@ def test_concurrent_requests_get_their_own_answers(client, digits):
 
 
 def test_health_is_503_until_the_model_is_loaded(app, monkeypatch):
-    from imgclf import predict
+    from imgclf.deploy import predict
     from imgclf.serve import create_app
     release = threading.Event()
 
@@ -261,7 +261,7 @@ def test_health_is_503_until_the_model_is_loaded(app, monkeypatch):
 
 
 def test_a_model_that_fails_to_load_is_reported_by_health(monkeypatch):
-    from imgclf import predict
+    from imgclf.deploy import predict
     from imgclf.errors import ImgclfError
     from imgclf.serve import create_app
 
@@ -311,7 +311,7 @@ def test_a_short_load_run_through_the_command_line_has_no_errors(run, tmp_path):
 def test_the_workers_listener_keeps_tcp_nodelay_on():
     """uvicorn's own --workers socket leaves proto 0, so asyncio skips TCP_NODELAY (Kludex/uvicorn#3149)."""
     import socket
-    from imgclf.serve import _listen_socket
+    from imgclf.serve.server import _listen_socket
     sock = _listen_socket("127.0.0.1", 0)
     try:
         assert sock.proto == socket.IPPROTO_TCP

@@ -5,8 +5,9 @@ import tensorflow as tf
 
 from imgclf.config import TrainConfig
 from imgclf.errors import ImgclfError
-from imgclf.model import base_of, build_classifier, freeze_base, head_of, unfreeze_top
-from imgclf.trainer import EarlyStopping, EpochLog, FusedAdam, Phase, PlainData, Schedule, fit_phase, fit_two_phase
+from imgclf.training.model import build_network
+from imgclf.training.phases import EarlyStopping, EpochLog, Phase, PlainData, Schedule, fit_phase, fit_two_phase
+from imgclf.training.steps import FusedAdam
 
 SIZE, CLASSES = 32, 3
 
@@ -26,26 +27,28 @@ def _snapshot(layers):
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=1)
+def net():
+    return build_network("efficientnet_lite0", CLASSES, SIZE, seed=1)
 
 
-def test_phase1_trains_head_only(model):
-    freeze_base(model)
-    base_before, head_before = _snapshot(base_of(model).layers), _snapshot(head_of(model).layers)
+def test_phase1_trains_head_only(net):
+    model = net.model
+    net.freeze_base()
+    base_before, head_before = _snapshot(net.base.layers), _snapshot(net.head.layers)
     cfg = TrainConfig(epochs=2, fine_tune_epochs=0)
     phase = Phase(model, lambda e: _toy_data(), lambda: _toy_data(seed=1), 3)
     rows = fit_phase(phase, "head", cfg, 1e-2, 2, EarlyStopping(5, model), EpochLog(verbose=False), None)
     assert len(rows) == 2
-    base_after, head_after = _snapshot(base_of(model).layers), _snapshot(head_of(model).layers)
+    base_after, head_after = _snapshot(net.base.layers), _snapshot(net.head.layers)
     assert all(np.array_equal(base_before[k], base_after[k]) for k in base_before)
     assert any(not np.array_equal(head_before[k], head_after[k]) for k in head_before)
 
 
-def test_phase2_trains_top_and_keeps_batchnorm_statistics(model):
-    names = unfreeze_top(model, "efficientnet_lite0", blocks=2)
+def test_phase2_trains_top_and_keeps_batchnorm_statistics(net):
+    model = net.model
+    names = net.unfreeze_top(blocks=2)
     assert names and all("bn" not in n for n in names)
-    base = base_of(model)
+    base = net.base
     before = _snapshot(base.layers)
     cfg = TrainConfig(epochs=1, fine_tune_epochs=1)
     phase = Phase(model, lambda e: _toy_data(), None, 3)
@@ -55,20 +58,20 @@ def test_phase2_trains_top_and_keeps_batchnorm_statistics(model):
     assert changed == set(names)  # exactly the unfrozen layers moved; BatchNorm stats did not
 
 
-def test_unfreeze_by_layers_and_too_many(model):
-    names = unfreeze_top(model, "efficientnet_lite0", layers=5)
+def test_unfreeze_by_layers_and_too_many(net):
+    names = net.unfreeze_top(layers=5)
     assert 1 <= len(names) <= 5  # BatchNorm layers among the top 5 stay frozen
     with pytest.raises(ImgclfError, match="more than efficientnet_lite0 has"):
-        unfreeze_top(model, "efficientnet_lite0", layers=100_000)
+        net.unfreeze_top(layers=100_000)
     with pytest.raises(ImgclfError, match="blocks"):
-        unfreeze_top(model, "efficientnet_lite0", blocks=1000)
+        net.unfreeze_top(blocks=1000)
 
 
 def test_two_phases_learn_and_restore_best():
-    model = build_classifier("efficientnet_lite0", CLASSES, SIZE, seed=2)
+    net = build_network("efficientnet_lite0", CLASSES, SIZE, seed=2)
+    model = net.model
     cfg = TrainConfig(epochs=4, fine_tune_epochs=2, lr=1e-2, fine_tune_blocks=1, patience=2)
-    rows = fit_two_phase(model, cfg, "efficientnet_lite0", PlainData(model, _toy_data(), _toy_data(seed=3)),
-                         EpochLog(verbose=False))
+    rows = fit_two_phase(net, cfg, PlainData(model, _toy_data(), _toy_data(seed=3)), EpochLog(verbose=False))
     phases = [r["phase"] for r in rows]
     assert phases[0] == "head" and "fine_tune" in phases
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from imgclf.cli import main
-from imgclf.datasets import write_digits
-from imgclf.predict import load
+from imgclf.data.datasets import write_digits
+from imgclf.deploy.predict import load
 from imgclf.workflow import evaluate_run, train
 
 pytestmark = pytest.mark.slow

@@ -151,7 +151,7 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     Example:
         >>> save_config(RunConfig(), "/tmp/config.yaml")
     """
-    from imgclf.runs import write_text_atomic
+    from imgclf.files import write_text_atomic
 
     write_text_atomic(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
@@ -269,3 +269,38 @@ def validate(config: RunConfig) -> None:
     _check(t.runtime in RUNTIMES, f"train.runtime must be one of {', '.join(RUNTIMES)}, got '{t.runtime}'")
     _check(0 <= t.views <= 64, f"train.views must be 0 (automatic) or 1-64, got {t.views}")
     _check(t.cache_memory_mb >= 0, f"train.cache_memory_mb must be 0 or more, got {t.cache_memory_mb}")
+
+
+def _short_keys() -> dict[str, str]:
+    """Map each config leaf's own name (``epochs``) to its dotted key (``train.epochs``)."""
+    keys: dict[str, str] = {}
+
+    def walk(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+            else:
+                keys.setdefault(f.name, f"{prefix}{f.name}")
+    walk(RunConfig, "")
+    return keys
+
+
+def resolve_config(data: str | Path | None = None, config: str | Path | None = None,
+                   **overrides: Any) -> RunConfig:
+    """Defaults <- YAML file <- keyword overrides (short names like ``epochs`` or dotted keys).
+
+    Example:
+        >>> resolve_config("photos", epochs=2).train.epochs
+        2
+    """
+    short = _short_keys()
+    dotted = {}
+    for key, value in overrides.items():
+        key = key.replace("__", ".")
+        if "." not in key and key not in short:
+            raise ImgclfError(f"unknown option '{key}' (valid: {', '.join(sorted(short))})")
+        dotted[short.get(key, key)] = value
+    if data is not None:
+        dotted["data.path"] = str(data)
+    return load_config(config, dotted)

@@ -10,3 +10,15 @@ class ImgclfError(Exception):
     Example:
         >>> raise ImgclfError("data/cats: no such folder")
     """
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """``"TypeName: first line of the message"``, at most ``limit`` characters: how a foreign
+    exception (a converter's, a loader's) is quoted inside one of our one-line errors.
+
+    Example:
+        >>> first_line(ValueError("bad shape\\nlong trace..."))
+        'ValueError: bad shape'
+    """
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}"[:limit]

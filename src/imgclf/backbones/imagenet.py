@@ -13,8 +13,9 @@ from importlib import resources
 
 import numpy as np
 
-from imgclf.backbones import _missing_weights, build_backbone, get_spec, list_backbones
+from imgclf.backbones import get_spec, list_backbones
 from imgclf.errors import ImgclfError
+from imgclf.ranking import top_k
 
 SAMPLE_PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")  # scikit-image's sample data
 
@@ -79,19 +80,18 @@ def verify(names: list[str] | None = None, top: int = 5) -> list[dict]:
     specs = [get_spec(n) for n in names] if names else list_backbones()
     labels, results = imagenet_class_names(), []
     for spec in specs:
-        reason = _missing_weights(spec, include_top=True)
+        reason = spec.missing_weights(include_top=True)
         if reason:
             results.append({"name": spec.name, "status": "skipped", "reason": reason})
             continue
         try:
-            model = build_backbone(spec.name, spec.default_size, "imagenet", include_top=True)
+            model = spec.build(spec.default_size, "imagenet", include_top=True)
         except ImgclfError as e:  # e.g. a damaged weights file: report it, check the others
             results.append({"name": spec.name, "status": "failed", "reason": str(e)})
             continue
         photos = sample_photos(spec.default_size)
         probs = np.asarray(model(np.stack(list(photos.values())), training=False))
-        predictions = {photo: [(labels[i], float(p[i])) for i in np.argsort(p)[::-1][:top]]
-                       for photo, p in zip(photos, probs)}
+        predictions = {photo: top_k(p, labels, top) for photo, p in zip(photos, probs)}
         results.append({"name": spec.name, "status": "ok", "image_size": spec.default_size,
                         "predictions": predictions})
     return results

@@ -14,10 +14,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
-
-from imgclf.backbones.layers import CaffePreprocess
-from imgclf.errors import ImgclfError
+from imgclf.backbones.spec import BackboneSpec
+from imgclf.errors import ImgclfError, first_line
 
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -122,12 +120,13 @@ def weights_present(name: str, image_size: int = 224, include_top: bool = False)
     return (keras_models_dir() / weights_file_name(name, image_size, include_top)).is_file()
 
 
-def build_keras_app(name: str, image_size: int, weights: str = "imagenet",
-                    include_top: bool = False) -> keras.Model:
-    """A ``keras.applications`` model that takes raw 0-255 RGB.
+def build_keras_app(spec: BackboneSpec, image_size: int, weights: str = "imagenet",
+                    include_top: bool = False):
+    """A ``keras.applications`` model that takes raw 0-255 RGB (the family's
+    ``BackboneSpec.builder``; call ``spec.build``).
 
     Args:
-        name: a key of ``APPS``.
+        spec: one of SPECS.
         image_size: input height and width (at least 32).
         weights: ``"imagenet"``, ``"none"`` (random) or a path to a Keras ``.h5`` weights file
             matching ``include_top``.
@@ -137,9 +136,13 @@ def build_keras_app(name: str, image_size: int, weights: str = "imagenet",
         The model; its layers are flat (preprocessing first), so layers can be frozen one by one.
 
     Example:
-        >>> build_keras_app("resnet50", 64, weights="none").output.shape
+        >>> build_keras_app(get_spec("resnet50"), 64, weights="none").output.shape
         (None, 2, 2, 2048)
     """
+    import keras
+
+    from imgclf.backbones.layers import CaffePreprocess
+    name = spec.name
     app = APPS[name]
     path = None if weights == "none" else (
         fetch_imagenet(name, image_size, include_top) if weights == "imagenet" else Path(weights))
@@ -178,6 +181,7 @@ def fetch_imagenet(name: str, image_size: int, include_top: bool) -> Path:
         >>> fetch_imagenet("resnet50", 224, False).name
         'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5'
     """
+    import keras
     app = APPS[name]
     file_name = weights_file_name(name, image_size, include_top)
     models_dir = keras_models_dir()
@@ -189,13 +193,12 @@ def fetch_imagenet(name: str, image_size: int, include_top: bool) -> Path:
             cache_subdir="models", cache_dir=str(models_dir.parent)))
     except Exception as e:  # keras raises a bare Exception for URL errors
         state = "is damaged" if (models_dir / file_name).exists() else "is not"
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:160]
         raise ImgclfError(
             f"{name}: ImageNet weights file {file_name} {state} in {models_dir} and could not be "
-            f"downloaded ({reason}); put it there or pass --weights PATH") from None
+            f"downloaded ({first_line(e, 160)}); put it there or pass --weights PATH") from None
 
 
-def _load_weights(model: keras.Model, path: Path, name: str, include_top: bool) -> None:
+def _load_weights(model, path: Path, name: str, include_top: bool) -> None:
     if not path.is_file():
         raise ImgclfError(f"{path}: no such weights file")
     try:
@@ -203,13 +206,12 @@ def _load_weights(model: keras.Model, path: Path, name: str, include_top: bool) 
             warnings.simplefilter("error", UserWarning)  # a partial load must not pass silently
             model.load_weights(path)
     except Exception as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
         kind = "with" if include_top else "without"
         raise ImgclfError(f"{path}: does not fit {name} {kind} top (want the Keras file like "
-                          f"{weights_file_name(name, 224, include_top)}): {reason}") from None
+                          f"{weights_file_name(name, 224, include_top)}): {first_line(e, 200)}") from None
 
 
-def _set_imagenet_normalization(model: keras.Model) -> None:
+def _set_imagenet_normalization(model) -> None:
     """Make EfficientNet-B0's adaptable Normalization compute (x/255 - mean) / std exactly.
 
     Keras stores the ImageNet *std* as the layer's variance and, only for ``weights="imagenet"``,
@@ -217,8 +219,42 @@ def _set_imagenet_normalization(model: keras.Model) -> None:
     adapt() call, so we set the statistics directly; the result is identical and saved with
     the model.
     """
+    import keras
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization) and layer.input_mean is None:
             layer.adapt_mean.assign(IMAGENET_MEAN_RGB)
             layer.adapt_variance.assign([s * s for s in IMAGENET_STD_RGB])
             layer.finalize_state()
+
+
+def _weights_check(spec: BackboneSpec, include_top: bool) -> str | None:
+    """Why the ImageNet weight file is not here (it names the file and the folder), or None."""
+    if weights_present(spec.name, spec.default_size, include_top):
+        return None
+    return f"{weights_file_name(spec.name, spec.default_size, include_top)} is not in {keras_models_dir()}"
+
+
+_EFFNET = ((r"^(normalization|rescaling)", "stem"), (r"^stem_", "stem"), (r"^(block\d+[a-z])_", r"\1"),
+           (r"^top_", "head"), (r"^predictions$", "top"))
+_RESNET = ((r"^conv1_", "stem"), (r"^(conv\d_block\d+)_", r"\1"), (r"^predictions$", "top"))
+_MOBILENET_V2 = ((r"^(bn_)?Conv1$", "stem"), (r"^expanded_conv_", "block_0"), (r"^(block_\d+)_", r"\1"),
+                 (r"^Conv_1(_bn)?$", "head"), (r"^predictions$", "top"))
+_MOBILENET_V3 = ((r"^conv(_bn)?$", "stem"), (r"^(expanded_conv(_\d+)?)_", r"\1"),
+                 (r"^conv_1(_bn)?$", "head"), (r"^(conv_2|logits)$", "top"))
+_BUILTIN_IMAGENET = "x / 255, then (x - ImageNet mean) / ImageNet std (Keras built-in)"
+
+
+def _spec(name, feature_dim, preprocessing, blocks, layers, patterns) -> BackboneSpec:
+    return BackboneSpec(name, "keras_apps", 224, 32, feature_dim, preprocessing,
+                        "keras.applications file in ~/.keras/models (downloaded when online)",
+                        3, blocks, layers, patterns, builder=build_keras_app, weights_check=_weights_check)
+
+
+SPECS = (
+    _spec("resnet50", 2048, "caffe: RGB->BGR, minus ImageNet BGR mean (103.9, 116.8, 123.7)", 17, 106, _RESNET),
+    _spec("mobilenet_v2", 1280, "x / 127.5 - 1 on 0-255 RGB", 19, 104, _MOBILENET_V2),
+    _spec("mobilenet_v3_small", 576, "x / 127.5 - 1 on 0-255 RGB (Keras built-in)", 13, 86, _MOBILENET_V3),
+    _spec("mobilenet_v3_large", 960, "x / 127.5 - 1 on 0-255 RGB (Keras built-in)", 17, 108, _MOBILENET_V3),
+    _spec("efficientnet_b0", 1280, _BUILTIN_IMAGENET, 18, 131, _EFFNET),
+    _spec("efficientnet_v2_b0", 1280, _BUILTIN_IMAGENET, 23, 150, _EFFNET),
+)

@@ -1,0 +1,48 @@
+"""The ``imgclf`` command: arguments (``parser``), subcommands (``commands``), and ``main``,
+which turns every ImgclfError into one line on stderr and exit status 2.
+
+Owns nothing else; it is the one place (with ``imgclf.workflow``) that may import every stage.
+
+Example:
+    $ imgclf train data/fashion --epochs 5 --image-size 96
+    $ imgclf predict runs/fashion shoe.png --top-k 3
+"""
+from __future__ import annotations
+
+import sys
+
+from imgclf.cli.parser import build_parser
+from imgclf.errors import ImgclfError
+
+__all__ = ["main", "build_parser"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``imgclf`` command; returns the exit status.
+
+    Example:
+        >>> main(["backbones"])
+        0
+    """
+    from imgclf.cli.commands import COMMANDS
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        # Process-wide settings (TensorFlow's quiet import) are made by the commands, never at
+        # import of the package.
+        return COMMANDS[args.command](args)
+    except ImgclfError as exc:
+        print(f"imgclf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgclf: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Export a run to the formats people deploy, each proven to answer like the trained model.
+
+Every exported graph takes raw 0-255 RGB at the model's size (the preprocessing is inside) and
+returns class probabilities; its class names travel with it. Before a model takes its final
+name it runs on the run's test split (the validation split if there is no test split), through
+the same evaluator as training, and it is refused, and not left behind, when its top-1
+agreement with the Keras model is below the format's threshold. Default layout of
+``RUN/export/`` (file names from the format table, imgclf.deploy.formats)::
+
+    model.keras, saved_model/, model.tflite, model_dynamic.tflite, model_int8.tflite, model.onnx
+    labels.txt             class names, one per line, beside every exported model
+    <name>.json            beside each model (model_int8.tflite.json...): the record, with
+                           format, image size, class names, input, and the check's results
+    metrics.json           per format: accuracy, Keras accuracy, agreement, threshold, passed
+
+Example:
+    >>> export_run("runs/fashion", "tflite-int8").metrics["agreement"]
+    0.98
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.data import load_dataset, load_images
+from imgclf.deploy.formats import ExportFormat, ExportJob, get_format
+from imgclf.deploy.predict import Classifier, load
+from imgclf.errors import ImgclfError
+from imgclf.evaluation import compare, evaluate_on, held_out_split
+from imgclf.files import LABELS_FILE, atomic_dir, atomic_path, load_labels, save_labels, write_json_atomic
+from imgclf.record import RunRecord
+
+
+@dataclass
+class ExportResult:
+    """One checked export: where it is and how it compares with the Keras model."""
+
+    format: str
+    path: Path
+    metrics: dict
+
+
+def export_run(run_dir: str | Path, format: str = "tflite", out: str | Path | None = None, *,
+               min_agreement: float | None = None, calibration_images: int = 200,
+               num_threads: int | None = None, verbose: bool = False) -> ExportResult:
+    """Export a finished run, check the export on held-out images, and record the check.
+
+    Args:
+        run_dir: a finished run directory.
+        format: a name in imgclf.deploy.formats.FORMATS (keras, savedmodel, tflite, ...).
+        out: the model file (or SavedModel folder); default ``RUN/export/<default name>``.
+        min_agreement: the least top-1 agreement with the Keras model to accept (0-1);
+            default: the format's (0.99 for float formats, 0.97 for quantised ones).
+        calibration_images: training images (seeded sample) that calibrate int8 ranges.
+        num_threads: LiteRT / ONNX Runtime threads for the check (default: every CPU).
+        verbose: print what it is doing.
+
+    Returns:
+        ExportResult; its metrics are also written to ``RUN/export/metrics.json``.
+
+    Raises:
+        ImgclfError: unknown format, bad destination, or agreement below the threshold (the
+            export is then removed, and the failed check recorded).
+
+    Example:
+        >>> export_run("runs/fashion", "savedmodel").path
+        PosixPath('runs/fashion/export/saved_model')
+    """
+    return Exporter(run_dir, num_threads).export(format, out, min_agreement=min_agreement,
+                                                 calibration_images=calibration_images, verbose=verbose)
+
+
+class Exporter:
+    """Exports one run to any number of formats, loading the run and its test split once.
+
+    Example:
+        >>> exporter = Exporter("runs/fashion")
+        >>> [exporter.export(f).metrics["agreement"] for f in ("tflite", "tflite-int8")]
+        [1.0, 0.98]
+    """
+
+    def __init__(self, run_dir: str | Path, num_threads: int | None = None):
+        self.record = RunRecord.finished(run_dir)
+        self.num_threads = num_threads
+        self.cfg = self.record.read_config()
+        self._clf = self._dataset = self._held_out = None
+
+    @property
+    def clf(self) -> Classifier:
+        """The run's Classifier, loaded on first use (a bad request fails before that)."""
+        if self._clf is None:
+            self._clf = load(self.record.path)
+        return self._clf
+
+    def export(self, format: str, out: str | Path | None = None, *, min_agreement: float | None = None,
+               calibration_images: int = 200, verbose: bool = False) -> ExportResult:
+        """Export to ``format``; see :func:`export_run` for the arguments."""
+        fmt = get_format(format)
+        threshold = fmt.min_agreement if min_agreement is None else float(min_agreement)
+        if not 0.0 <= threshold <= 1.0:
+            raise ImgclfError(f"--min-agreement {threshold}: must be between 0 and 1")
+        dest = Path(out) if out else self.record.export_dir / fmt.file_name
+        _check_destination(dest, fmt, self.record.read_labels())
+        reference, images, split = self.held_out()  # a run with nothing to check on fails before converting
+        record, started = _record(fmt, self.clf, self.cfg, self.record), time.time()
+        if verbose:
+            print(f"{fmt.name}: converting ({dest})", flush=True)
+        with (atomic_dir(dest) if fmt.is_dir else atomic_path(dest, fmt.suffix)) as tmp:
+            calibration = self._calibration(calibration_images) if fmt.calibrated else None
+            fmt.convert(ExportJob(self.clf.model, tmp, record, list(self.clf.class_names), calibration,
+                                  self.record.model_path))
+            if verbose:
+                print(f"{fmt.name}: checking on {len(images)} {split} images", flush=True)
+            exported = Classifier(fmt.open(tmp, self.num_threads), self.clf.class_names, self.clf.image_size,
+                                  tmp, format=fmt.name)
+            metrics = {**compare(reference, evaluate_on(exported, images, reference.labels)), "split": split}
+            metrics.update(path=str(dest), min_agreement=threshold, passed=metrics["agreement"] >= threshold,
+                           bytes=_size(tmp), seconds=round(time.time() - started, 1),
+                           created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            if calibration is not None:
+                metrics["calibration_images"] = len(calibration)
+            self.record.update_export_metrics(fmt.name, metrics)
+            if not metrics["passed"]:
+                raise ImgclfError(f"{dest}: {fmt.name} export agrees with the Keras model on "
+                                  f"{metrics['agreement']:.1%} of {metrics['n']} {split} images, below the {threshold:.1%} "
+                                  f"threshold; not written (--min-agreement lowers it)")
+        save_labels(dest.parent, self.clf.class_names)
+        write_json_atomic(dest.parent / f"{dest.name}.json", {**record, "check": metrics})  # one per model
+        return ExportResult(fmt.name, dest, metrics)
+
+    def held_out(self):
+        """(the Keras model's Evaluation, the images, the split's name) on the test split, or
+        the validation split without one; computed once."""
+        if self._held_out is None:
+            self._dataset = load_dataset(self.record.split_path, max_pixels=self.cfg.data.max_pixels)
+            split = held_out_split(self._dataset, self.record, ("test", "val"))
+            labels = self._dataset.labels_for(self.clf.class_names, split)
+            images = load_images(self._dataset.paths[split], self.clf.image_size, max_pixels=self.cfg.data.max_pixels)
+            self._held_out = (evaluate_on(self.clf, images, labels, top_k=self.cfg.train.top_k), images, split)
+        return self._held_out
+
+    def _calibration(self, count: int) -> np.ndarray:
+        """A seeded sample of at most ``count`` training images."""
+        paths = self._dataset.paths["train"]
+        rng = np.random.default_rng(self.cfg.seed)
+        chosen = sorted(rng.choice(len(paths), size=min(max(1, count), len(paths)), replace=False)) if paths else []
+        return load_images([paths[i] for i in chosen], self.clf.image_size, max_pixels=self.cfg.data.max_pixels)
+
+
+def _record(fmt: ExportFormat, clf: Classifier, cfg, record: RunRecord) -> dict:
+    from imgclf import __version__
+    return {"format": fmt.name, "image_size": clf.image_size, "class_names": list(clf.class_names),
+            "backbone": cfg.model.backbone, "output": "probabilities",
+            "input": {"dtype": fmt.input_dtype, "range": [0, 255], "layout": "NHWC RGB",
+                      "resize": "squash to image_size x image_size"},
+            "run": str(record.path.resolve()), "imgclf_version": __version__}
+
+
+def _check_destination(dest: Path, fmt: ExportFormat, class_names: list[str]) -> None:
+    if not fmt.is_dir and dest.suffix.lower() != fmt.suffix:
+        raise ImgclfError(f"{dest}: a {fmt.name} export must end in {fmt.suffix}")
+    if fmt.is_dir and dest.exists() and not (dest / "saved_model.pb").is_file():
+        if not dest.is_dir() or any(dest.iterdir()):
+            raise ImgclfError(f"{dest}: exists and is not a SavedModel; not replacing it")
+    labels = load_labels(dest.parent / LABELS_FILE)
+    if labels is not None and labels != list(class_names):
+        raise ImgclfError(f"{dest.parent / LABELS_FILE}: holds another model's class names; export to another folder")
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size

@@ -1,0 +1,19 @@
+"""The evaluation stage: predictions -> metrics, figures and the run's report.
+
+Owns: the one evaluator that training, ``imgclf evaluate`` and the export check share
+(``evaluator``: ``evaluate_on``, ``save_evaluation``, ``compare``), the metrics and their
+terminal table (``metrics``, pure NumPy and scikit-learn), the figures (``plots``, Matplotlib,
+drawing only), and the self-contained report.html (``report``, built from ``html``'s pieces).
+May import: ``imgclf.record``, ``imgclf.files``, ``imgclf.errors``; it runs models only through
+the ``predict_arrays`` of whatever classifier it is given.
+
+Example:
+    >>> from imgclf.evaluation import evaluate_on, save_evaluation
+    >>> result = evaluate_on(clf, images, labels)
+    >>> save_evaluation(result, images, record)
+"""
+from imgclf.evaluation.evaluator import Evaluation, compare, evaluate_on, held_out_split, save_evaluation
+from imgclf.evaluation.metrics import compute_metrics, format_metrics, mistakes
+
+__all__ = ["Evaluation", "evaluate_on", "save_evaluation", "compare", "held_out_split", "compute_metrics",
+           "format_metrics", "mistakes"]

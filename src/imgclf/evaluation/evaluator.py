@@ -1,0 +1,122 @@
+"""The one evaluator: a classifier on labelled images -> predictions, metrics, figures.
+
+Training (on its test split), ``imgclf evaluate`` (on the test split or other data) and the
+export check (an exported model against the trained one) all evaluate through
+``evaluate_on``; ``save_evaluation`` writes what the report shows, through the run record.
+
+Example:
+    >>> result = evaluate_on(classifier, images, labels, top_k=5)
+    >>> result.metrics["accuracy"], result.runtime
+    (0.855, 'keras')
+    >>> save_evaluation(result, images, RunRecord("runs/fashion"))
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from imgclf.errors import ImgclfError
+from imgclf.evaluation.metrics import compute_metrics, mistakes
+from imgclf.record import RunRecord
+
+MISTAKES_SHOWN = 25  # the mistakes grid's size
+
+
+@dataclass
+class Evaluation:
+    """One model on one set of labelled images: its probabilities and every metric."""
+
+    labels: np.ndarray  # (N,) true class indices, in the model's class order
+    probs: np.ndarray = field(repr=False)  # (N, C) probabilities
+    metrics: dict = field(repr=False)  # compute_metrics' dict
+    runtime: str  # what computed the probabilities ("keras", "tflite+tf", "tflite-int8"...)
+    seconds: float  # how long that took
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+
+def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
+                predict: Callable | None = None, runtime: str | None = None) -> Evaluation:
+    """Predict ``images`` with ``classifier`` and score the predictions against ``labels``.
+
+    Args:
+        classifier: anything with ``class_names`` and ``predict_arrays(images)`` (imgclf.deploy's
+            Classifier, for a run or any exported model).
+        images: (N, S, S, 3) 0-255 RGB at the model's size (an array or array-like read by slices).
+        labels: (N,) class indices in the classifier's class order.
+        top_k: k of top-k accuracy.
+        predict: another way to compute the same probabilities (the feature cache's fast path);
+            default ``classifier.predict_arrays``.
+        runtime: what ``predict`` runs on, for the record (default: the classifier's format).
+
+    Returns:
+        Evaluation with probabilities, metrics and timing.
+
+    Example:
+        >>> evaluate_on(clf, images, labels).metrics["macro"]["f1"]
+        0.854
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    start = time.perf_counter()
+    probs = np.asarray((predict or classifier.predict_arrays)(images), np.float32)
+    seconds = round(time.perf_counter() - start, 2)
+    metrics = compute_metrics(labels, probs, classifier.class_names, top_k=top_k)
+    return Evaluation(labels, probs, metrics, runtime or getattr(classifier, "format", "keras"), seconds)
+
+
+def save_evaluation(evaluation: Evaluation, images, record: RunRecord) -> None:
+    """Write metrics.json and the metric figures (confusion matrix, per-class scores, the most
+    confident mistakes) into ``record`` (a run, or its ``evaluation(name)`` folder).
+
+    Example:
+        >>> save_evaluation(evaluate_on(clf, images, labels), images, RunRecord("runs/fashion"))
+    """
+    from imgclf.evaluation import plots
+    metrics, names = evaluation.metrics, evaluation.metrics["class_names"]
+    record.write_metrics(metrics)
+    plots.plot_confusion(np.array(metrics["confusion_matrix"]), names, record.plot_path("confusion"))
+    plots.plot_per_class(metrics, record.plot_path("per_class"))
+    wrong = mistakes(evaluation.labels, evaluation.probs, limit=MISTAKES_SHOWN)
+    pred, probs = evaluation.predictions, evaluation.probs
+    shown = np.asarray(images[wrong]) if wrong else np.zeros((0, 1, 1, 3), np.uint8)
+    plots.plot_mistakes(shown, evaluation.labels[wrong], pred[wrong],
+                        probs[wrong, pred[wrong]] if wrong else np.zeros(0), names, record.plot_path("mistakes"))
+
+
+def compare(reference: Evaluation, other: Evaluation) -> dict:
+    """How another model (an export) answers on the same images as the reference (the trained
+    model): both accuracies, top-1 agreement, the largest probability difference.
+
+    Example:
+        >>> compare(evaluate_on(keras_clf, x, y), evaluate_on(int8_clf, x, y))["agreement"]
+        0.98
+    """
+    if not np.array_equal(reference.labels, other.labels):
+        raise ValueError("compare needs two evaluations on the same images")
+    ref, exp = reference.predictions, other.predictions
+    acc, keras_acc = float(np.mean(exp == other.labels)), float(np.mean(ref == reference.labels))
+    return {"n": int(len(ref)), "accuracy": round(acc, 4), "keras_accuracy": round(keras_acc, 4),
+            "accuracy_delta": round(acc - keras_acc, 4), "agreement": round(float(np.mean(exp == ref)), 4),
+            "max_abs_diff": round(float(np.abs(other.probs - reference.probs).max()), 6)}
+
+
+def held_out_split(dataset, record: RunRecord, splits: tuple[str, ...] = ("test",)) -> str:
+    """The first of ``splits`` the dataset has images in; a one-line error naming the run if none.
+
+    Example:
+        >>> held_out_split(load_dataset(record.split_path), record, ("test", "val"))
+        'test'
+    """
+    for split in splits:
+        if len(dataset.paths[split]):
+            return split
+    if splits == ("test",):
+        raise ImgclfError(f"{record.path}: the run has no test split; pass --data DIR to evaluate on other data")
+    raise ImgclfError(f"{record.path}: the run has no {' or '.join(splits)} images to check an export on")

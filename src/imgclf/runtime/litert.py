@@ -1,0 +1,217 @@
+"""TFLite: converting a Keras model, running a ``.tflite`` under LiteRT, and the imgclf record
+that travels inside the file.
+
+One interpreter set-up serves both callers: the feature cache's frozen parts (any single input
+and output, batches padded to one planned size) and exported classifiers (raw pixels in,
+probabilities out, the batch resized to each call's). The record (class names, image size...)
+is a TFLite metadata entry named ``imgclf``, so a model file copied alone still knows its labels.
+
+Example:
+    >>> runtime = LiteRTRuntime("runs/fashion/export/model_int8.tflite", num_threads=2)
+    >>> runtime(np.zeros((1, 96, 96, 3), np.uint8)).shape
+    (1, 10)
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.errors import ImgclfError, first_line
+from imgclf.runtime.runtimes import Runtime, default_threads
+
+METADATA_NAME = "imgclf"  # the TFLite metadata entry that holds the JSON record
+
+
+class LiteRTRuntime(Runtime):
+    """A TFLite model in the LiteRT interpreter (XNNPACK, multi-threaded).
+
+    With ``pad_to`` the interpreter is planned once for that batch and every call is run in
+    chunks of it, the last one padded (re-planning costs more than the padding); otherwise the
+    input is resized to each batch's size (only when the size changes). Quantised inputs and
+    outputs are converted with the tensors' own scale and zero point, so callers pass 0-255
+    pixels and get float outputs.
+
+    Args:
+        model: a ``.tflite`` path, or the model's bytes.
+        num_threads: interpreter threads (default: every CPU this process may use).
+        pad_to: plan for this batch size and pad to it (see above); None to resize per batch.
+        classifier: check that it is an image classifier, (N, S, S, 3) -> (N, classes).
+
+    Example:
+        >>> forward = LiteRTRuntime(tflite_bytes(bottom), pad_to=64, classifier=False)
+        >>> forward(np.zeros((3, 96, 96, 3), np.float32)).shape
+        (3, 3, 3, 192)
+    """
+
+    format = "tflite"
+
+    def __init__(self, model: str | Path | bytes, num_threads: int | None = None, *,
+                 pad_to: int | None = None, classifier: bool = True):
+        from ai_edge_litert.interpreter import Interpreter
+        self.path = None if isinstance(model, bytes) else Path(model)
+        source = self.path or "TFLite model"
+        try:
+            kwargs = {"model_content": model} if self.path is None else {"model_path": str(model)}
+            self._interpreter = Interpreter(**kwargs, num_threads=num_threads or default_threads())
+        except (ValueError, RuntimeError) as exc:  # not a flatbuffer, truncated, unknown ops
+            raise ImgclfError(f"{source}: not a valid TFLite model ({first_line(exc)})") from None
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ImgclfError(f"{source}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+        self._in, self._out = inputs[0], outputs[0]
+        if classifier:
+            self.check_classifier(source, list(self._in["shape_signature"]), list(self._out["shape"]))
+        self.input_dtype = np.dtype(self._in["dtype"])
+        self._batch = int(self._in["shape"][0])
+        self._fixed_batch = int(self._in["shape_signature"][0]) > 0  # a foreign model may fix it
+        self._allocated = False
+        self._lock = threading.Lock()  # one interpreter, one call at a time (it is not thread-safe)
+        if pad_to:
+            self._resize(pad_to)
+            self._fixed_batch = True
+
+    def __call__(self, batch):
+        batch = np.asarray(batch)
+        if self._fixed_batch and len(batch) != self._batch:
+            return self._in_fixed_batches(batch)
+        with self._lock:
+            if len(batch) != self._batch:
+                self._resize(len(batch))
+            if not self._allocated:
+                self._interpreter.allocate_tensors()
+                self._allocated = True
+            self._interpreter.set_tensor(self._in["index"], self._to_input(batch))
+            self._interpreter.invoke()
+            out = self._interpreter.get_tensor(self._out["index"])
+        return _dequantize(out, self._out["quantization"])
+
+    def _resize(self, batch_size: int) -> None:
+        self._interpreter.resize_tensor_input(self._in["index"], [batch_size, *self._in["shape"][1:]])
+        self._batch, self._allocated = batch_size, False
+
+    def _in_fixed_batches(self, batch):
+        """Run a batch through a model planned for another batch size: chunks of that size,
+        the last one padded."""
+        size, out = self._batch, []
+        for i in range(0, len(batch), size):
+            chunk = batch[i:i + size]
+            padded = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out.append(self(padded)[:len(chunk)])
+        if out:
+            return np.concatenate(out)
+        return np.zeros((0, *self._out["shape"][1:]), np.float32)
+
+    def _to_input(self, batch):
+        if self.input_dtype == np.float32:
+            return batch.astype(np.float32, copy=False)
+        scale, zero = self._in["quantization"]
+        if batch.dtype == self.input_dtype and (scale, zero) == (1.0, 0):
+            return batch  # raw pixels are the quantised input already: no copy
+        info = np.iinfo(self.input_dtype)
+        q = np.round(batch.astype(np.float32) / scale + zero)
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def metadata(self) -> dict | None:
+        """The imgclf record inside the file, or None (a model imgclf did not write)."""
+        return read_tflite_metadata(self.path.read_bytes()) if self.path else None
+
+
+def _dequantize(out: np.ndarray, quantization) -> np.ndarray:
+    if out.dtype == np.float32:
+        return out.copy()
+    scale, zero = quantization
+    return (out.astype(np.float32) - zero) * scale
+
+
+def convert_tflite(model, mode: str = "float", calibration: np.ndarray | None = None) -> bytes:
+    """Convert a Keras model to TFLite: float32, dynamic-range or full-integer quantised.
+
+    Args:
+        model: the keras.Model (raw 0-255 RGB in, probabilities out; or any frozen part).
+        mode: "float", "dynamic" (int8 weights, float activations) or "int8" (everything int8,
+            ranges from ``calibration``; uint8 input so raw pixels go in as they are, float32
+            outputs).
+        calibration: uint8 (N, S, S, 3) training images, for "int8".
+
+    Returns:
+        The .tflite model bytes.
+
+    Example:
+        >>> len(convert_tflite(model, "int8", train_images[:200])) < 5_000_000
+        True
+    """
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode in ("dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        if calibration is None or not len(calibration):
+            raise ImgclfError("int8 export needs calibration images (the run's training split is empty)")
+        converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # The Keras export inside prints every variable; uint8 input warns that no input
+            # statistics were given, which int8 calibration makes unnecessary.
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
+            return converter.convert()
+    except Exception as exc:  # an op TFLite lacks, say: one line, not a converter log
+        raise ImgclfError(f"TFLite conversion ({mode}) failed: {first_line(exc)}") from None
+
+
+def read_tflite_metadata(data: bytes) -> dict | None:
+    """The imgclf JSON record stored as TFLite metadata, or None if there is none.
+
+    Call it only on bytes the LiteRT interpreter has accepted: the flatbuffer reader does not
+    verify its input.
+
+    Example:
+        >>> read_tflite_metadata(Path("model.tflite").read_bytes())["class_names"][:2]
+        ['ankle_boot', 'bag']
+    """
+    from ai_edge_litert.schema_py_generated import Model
+    try:
+        model = Model.GetRootAs(data, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == METADATA_NAME.encode():
+                record = json.loads(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()).decode("utf-8"))
+                return record if isinstance(record, dict) else None
+    except Exception:  # an odd buffer in someone else's model: treat it as having no record
+        return None
+    return None
+
+
+def add_tflite_metadata(data: bytes, record: dict) -> bytes:
+    """Return the model ``data`` with ``record`` (JSON) added as the ``imgclf`` metadata entry.
+
+    Args:
+        data: a converted .tflite model.
+        record: JSON-serialisable dict (class names, image size, format...).
+
+    Returns:
+        The new model bytes; the graph and weights are unchanged.
+
+    Example:
+        >>> data = add_tflite_metadata(data, {"class_names": ["cat", "dog"], "image_size": 96})
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(record).encode("utf-8"), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(data) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -1,0 +1,252 @@
+"""The fast path: run the frozen part of the network once, cache its output, train on the cache.
+
+While the base is frozen (phase 1) every epoch would run the same base on the same images; while
+only its top trains (phase 2) every epoch would run the same frozen bottom again. Instead each
+training image is pushed through the frozen part once per *view* (view 0 unaugmented, views
+1..K-1 augmented), and the results are cached (float16): the bottom's activations at the cut
+below the first unfrozen block, and the pooled features the head sees. Epoch e trains on view
+e mod K. The trained layers are the classifier's own (sub-models share them), so the result is
+the same Keras model as the plain path and saves, evaluates and exports the same way; its test
+predictions reuse the compiled frozen part (``CachedData.predict``).
+
+Example:
+    >>> data = CachedData(net, cfg, (images, labels), (val_images, val_labels), Path("runs/a/cache"))
+    >>> trainee, batches, val, steps = data.head_phase()
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imgclf.config import RunConfig
+from imgclf.runtime.forward import choose_runtime, compile_forward
+from imgclf.training.model import Network
+
+
+def choose_views(requested: int, count: int, epochs: int = 64) -> int:
+    """The number of cached views K: as asked, or for 0 (automatic) 4 below 10,000 training
+    images, 2 up to 50,000, then 1; never more than ``epochs``.
+
+    Views stand in for per-epoch augmentation, which matters most where a small set would
+    otherwise be memorised; each view costs a full pass of the frozen bottom over the training
+    set (LiteRT, 96 px, two cores: 700-1000 images/s) and one more copy of its cache. For
+    Fashion-MNIST-1k's 900 images a view costs about a second; at 50,000 images it costs about
+    a minute, more than a head epoch on the cache, while that much data varies enough by itself.
+    Epoch i of a phase reads view i mod K, so views past the longest phase would never be read.
+
+    Args:
+        requested: train.views; 0 for automatic.
+        count: training images.
+        epochs: the longest phase's epochs (max of train.epochs and train.fine_tune_epochs).
+
+    Returns:
+        K, at least 1.
+
+    Example:
+        >>> [choose_views(0, n, 10) for n in (900, 30_000, 60_000)], choose_views(0, 900, epochs=2)
+        ([4, 2, 1], 2)
+    """
+    wanted = requested or (4 if count < 10_000 else 2 if count <= 50_000 else 1)
+    return max(1, min(wanted, epochs))
+
+
+def allocate(shape: tuple, budget_bytes: int, path: Path, dtype=np.float16) -> np.ndarray:
+    """An array in memory when it fits the budget, else a memmap at ``path``.
+
+    Caches are float16 by default: half the memory and disk of float32, and the features and
+    activations (ReLU6-bounded, or sums of a few such) keep 3 significant digits, far below
+    what changes a trained head's predictions. Readers convert batches back to float32.
+
+    Example:
+        >>> allocate((4, 100, 1280), 2**30, Path("/tmp/f.npy")).dtype
+        dtype('float16')
+    """
+    size = np.dtype(dtype).itemsize * math.prod(shape)
+    if size <= budget_bytes:
+        return np.empty(shape, dtype)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if size > free * 0.9:
+        raise MemoryError(f"cache of {size / 2**20:.0f} MB fits neither the memory budget nor the disk")
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64) -> None:
+    """Fill ``out[v, i]`` with ``fn(view v of image i)``; view 0 is the image itself.
+
+    Args:
+        fn: a compiled function from float32 0-255 image batches to outputs.
+        images: uint8 (N, S, S, 3).
+        views: number of views K; out has shape (K, N, ...).
+        augmenter: a Keras augmentation model for views 1..K-1, or None (then all views equal).
+        out: the array to fill.
+        batch_size: images per forward pass.
+    """
+    augment = None
+    if augmenter is not None and views > 1:
+        import tensorflow as tf
+        # same draws as calling it eagerly (its seed state advances alike), ~1.4x faster
+        augment = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
+    for v in range(views):
+        for start in range(0, len(images), batch_size):
+            x = np.asarray(images[start:start + batch_size], np.float32)
+            if v and augment is not None:
+                x = augment(x)
+            out[v, start:start + len(x)] = np.asarray(fn(x))
+
+
+class ViewBatches:
+    """(float32 x, one-hot y) batches from a (K, N, ...) cache (float16 or float32): epoch e
+    reads view e mod K, in a seeded order that changes every epoch (or in order, for validation)."""
+
+    def __init__(self, cache: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
+                 seed: int = 0, shuffle: bool = True):
+        self.cache, self.batch_size, self.seed, self.shuffle = cache, batch_size, seed, shuffle
+        self.onehot = np.eye(num_classes, dtype=np.float32)[labels]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.onehot) / self.batch_size)
+
+    def epoch(self, index: int = 0):
+        """The batches of epoch ``index`` (0-based)."""
+        view = self.cache[index % self.cache.shape[0]]
+        n = len(self.onehot)
+        order = np.random.default_rng([self.seed, index]).permutation(n) if self.shuffle else np.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield np.asarray(view[idx], np.float32), self.onehot[idx]
+
+
+class CachedData:
+    """Builds the caches for a run and hands each phase its trainee and batches.
+
+    Args:
+        net: the Network (its base, pool and head are used and trained in place).
+        cfg: the run config (train.views (0: see choose_views), train.cache_memory_mb,
+            fine-tune depth, batch size, augmentation, seed).
+        train, val: (uint8 images, int labels) pairs; val may hold zero images.
+        cache_dir: where caches over the memory budget go.
+        predict_count: images ``predict`` will be given (the test split), so the frozen part's
+            runtime is chosen for the whole job.
+
+    Example:
+        >>> data = CachedData(net, cfg, (x, y), (vx, vy), Path("runs/a/cache"))
+        >>> data.stats["cache_mb"]
+        75.9
+    """
+
+    def __init__(self, net: Network, cfg: RunConfig, train, val, cache_dir: Path, predict_count: int = 0):
+        self.net, self.cfg, self.cache_dir = net, cfg, cache_dir
+        self.labels, self.val_labels = train[1], val[1]
+        self.num_classes = int(net.head.output_shape[-1])
+        self.budget = cfg.train.cache_memory_mb * 2**20
+        self.views = choose_views(cfg.train.views, len(train[0]), max(cfg.train.epochs, cfg.train.fine_tune_epochs))
+        self.stats = {"views": self.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0}
+        self.runtime = choose_runtime(cfg.train.runtime, self.views * len(train[0]) + len(val[0]) + predict_count)
+        self.stats["runtime"] = self.runtime
+        start = time.perf_counter()
+        self._build(train[0], val[0])
+        self.stats["cache_seconds"] = round(time.perf_counter() - start, 2)
+
+    def _alloc(self, name: str, shape: tuple) -> np.ndarray:
+        array = allocate(shape, self.budget, self.cache_dir / f"{name}.npy")
+        mb = array.nbytes / 2**20
+        self.stats["cache_mb"] += mb
+        if isinstance(array, np.memmap):
+            self.stats["cache_mb_on_disk"] += mb
+        else:
+            self.budget -= array.nbytes
+        return array
+
+    def _build(self, images: np.ndarray, val_images: np.ndarray) -> None:
+        import keras
+
+        from imgclf.data.augment import build_augmenter
+        t, views = self.cfg.train, self.views
+        augmenter = build_augmenter(self.cfg.data.augment, self.cfg.seed)
+        pool, base = self.net.pool, self.net.base
+        dim = int(self.net.head.input_shape[-1])
+        if t.fine_tune_epochs:
+            bottom, self.top = self.net.split_base(layers=t.fine_tune_layers, blocks=t.fine_tune_blocks)
+            shape = tuple(bottom.output_shape[1:])
+            self.acts = self._alloc("train_activations", (views, len(images)) + shape)
+            self.val_acts = self._alloc("val_activations", (1, len(val_images)) + shape)
+            self.frozen = bottom
+            to_acts = self.forward = compile_forward(bottom, self.runtime)
+            run_views(to_acts, images, views, augmenter, self.acts)
+            run_views(to_acts, val_images, 1, None, self.val_acts)
+            # the top is frozen too while the features are made, so the same runtime serves: LiteRT
+            # ran the 7-block top 1.5x as fast as TensorFlow (96 px; 128 -> 96 s of caching for
+            # the full Fashion-MNIST)
+            acts_in = keras.Input(shape, name="activations")
+            to_features = compile_forward(keras.Model(acts_in, pool(self.top(acts_in))), self.runtime)
+            self.feats = self._alloc("train_features", (views, len(images), dim))
+            self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
+            for acts, feats in ((self.acts, self.feats), (self.val_acts, self.val_feats)):
+                for v in range(acts.shape[0]):
+                    run_views(to_features, acts[v], 1, None, feats[v:v + 1])
+        else:
+            self.frozen = keras.Model(base.input, pool(base.output))
+            to_features = self.forward = compile_forward(self.frozen, self.runtime)
+            self.feats = self._alloc("train_features", (views, len(images), dim))
+            self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
+            run_views(to_features, images, views, augmenter, self.feats)
+            run_views(to_features, val_images, 1, None, self.val_feats)
+
+    def _phase(self, trainee, cache, val_cache):
+        from imgclf.training.phases import Phase
+        bs, seed = self.cfg.data.batch_size, self.cfg.seed
+        train = ViewBatches(cache, self.labels, self.num_classes, bs, seed)
+        val = ViewBatches(val_cache, self.val_labels, self.num_classes, bs, shuffle=False)
+        return Phase(trainee, train.epoch, (lambda: val.epoch(0)) if len(self.val_labels) else None,
+                     len(train))
+
+    def head_phase(self):
+        """Phase 1: the head alone, on pooled features."""
+        return self._phase(self.net.head, self.feats, self.val_feats)
+
+    def fine_tune_phase(self):
+        """Phase 2: the base's top, pooling and head, on the bottom's activations."""
+        trainee = self.net.top_trainee(self.top, self.acts.shape[2:])
+        return self._phase(trainee, self.acts, self.val_acts)
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """The trained classifier's probabilities, computed the fast way: the frozen part on the
+        compiled forward the caches were built with (LiteRT for large jobs), the rest (the base's
+        top, pooling and head; or the head alone) as a tf.function of the model's own layers.
+
+        Call after training: only the layers above the frozen part may have changed.
+
+        Args:
+            images: uint8 or float 0-255 RGB (N, S, S, 3).
+            batch_size: images per forward pass.
+
+        Returns:
+            float32 (N, num_classes), as ``model.predict`` gives to within LiteRT's rounding.
+
+        Example:
+            >>> data.predict(test_images).argmax(1)[:3]
+            array([9, 2, 1])
+        """
+        import tensorflow as tf
+        runtime = choose_runtime(self.cfg.train.runtime, len(images))
+        if runtime == self.runtime and (runtime == "tf" or batch_size <= 64):  # sized by _build
+            forward = self.forward
+        else:
+            forward = compile_forward(self.frozen, runtime, batch_size)
+        head = self.net.head
+        if self.cfg.train.fine_tune_epochs:
+            pool = self.net.pool
+            rest = tf.function(lambda a: head(pool(self.top(a, training=False)), training=False),
+                               reduce_retracing=True)
+        else:
+            rest = tf.function(lambda f: head(f, training=False), reduce_retracing=True)
+        out = np.empty((len(images), self.num_classes), np.float32)
+        for start in range(0, len(images), batch_size):
+            x = np.asarray(images[start:start + batch_size], np.float32)
+            out[start:start + len(x)] = rest(forward(x)).numpy()
+        return out

@@ -1,0 +1,272 @@
+"""The two training phases, with a train step of our own.
+
+Phase 1 trains the head on a frozen base; phase 2 unfreezes the top of the base and continues at
+a lower learning rate. The loop is ours rather than ``model.fit`` because Keras 3's ``fit`` fails
+under MultiWorkerMirroredStrategy (keras-team/keras#20585) and the cached-feature paths need the
+same loop; early stopping, schedules, class weights, checkpoints and logs are features of it.
+
+Example:
+    >>> rows = fit_two_phase(net, cfg.train, PlainData(net.model, tr, va), EpochLog())
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imgclf.config import TrainConfig
+from imgclf.data.augment import reseed
+from imgclf.errors import ImgclfError
+from imgclf.record import RunRecord
+from imgclf.training.checkpoint import TrainState, save_checkpoint
+from imgclf.training.model import Network
+from imgclf.training.steps import FusedAdam, Steps, run_epoch
+
+HISTORY_KEYS = ("phase", "epoch", "loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy",
+                "val_top_k_accuracy", "lr", "seconds")
+
+
+@dataclass
+class EpochLog:
+    """Where each epoch's row goes: history.csv, TensorBoard, the terminal. Callables, so tests
+    and the API can pass their own."""
+
+    on_epoch: Callable[[dict], None] = lambda row: None
+    verbose: bool = True
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored loss has not improved for ``patience`` epochs; remember the best
+    weights. The best value carries over between phases, so fine-tuning that never beats the
+    head-only model ends with the head-only weights restored."""
+
+    patience: int
+    model: keras.Model  # the whole classifier: trainees may be sub-models sharing its layers
+    best: float = math.inf
+    best_weights: list | None = None
+    best_epoch: int = 0
+    wait: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record one epoch; return True when training should stop."""
+        if value < self.best - 1e-6:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def restore(self) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+@dataclass
+class Schedule:
+    """Learning rate per epoch: reduce-on-plateau (halve after patience//2 flat epochs, down to
+    lr/100), cosine decay to lr/100 over the phase, or constant."""
+
+    kind: str
+    lr: float
+    epochs: int
+    patience: int
+    best: float = math.inf
+    wait: int = 0
+    current: float = field(init=False)
+
+    def __post_init__(self):
+        self.current = self.lr
+
+    def at_epoch(self, epoch: int) -> float:
+        if self.kind == "cosine":
+            floor = self.lr / 100
+            self.current = floor + 0.5 * (self.lr - floor) * (1 + math.cos(math.pi * epoch / self.epochs))
+        return self.current
+
+    def after_epoch(self, monitored: float) -> None:
+        if self.kind != "plateau":
+            return
+        if monitored < self.best - 1e-6:
+            self.best, self.wait = monitored, 0
+            return
+        self.wait += 1
+        if self.wait >= max(1, self.patience // 2):
+            self.current, self.wait = max(self.current * 0.5, self.lr / 100), 0
+
+
+class Phase(NamedTuple):
+    """What one phase trains and on what: ``trainee`` is the classifier or a sub-model sharing
+    its layers; ``train(epoch)`` gives that epoch's batches; ``val()`` the validation batches
+    (None: no validation data); ``steps`` batches per epoch, for the progress bar."""
+
+    trainee: keras.Model
+    train: Callable[[int], Iterable]
+    val: Callable[[], Iterable] | None
+    steps: int | None
+
+
+class PlainData:
+    """The plain path: every epoch runs the whole classifier on freshly augmented images.
+
+    ``train`` is a tf.data.Dataset, or ``imgclf.data.EpochBatches`` whose order and
+    augmentation are those of the epoch asked for (phase 2's epochs count from
+    FINE_TUNE_EPOCHS_FROM, so the two phases never see the same draws), which is what makes a
+    resumed run train on the same batches as an uninterrupted one.
+    """
+
+    FINE_TUNE_EPOCHS_FROM = 1 << 16
+
+    def __init__(self, model: keras.Model, train, val_ds: tf.data.Dataset | None):
+        self.model, self.train, self.val_ds = model, train, val_ds
+
+    def _phase(self, first_epoch: int) -> Phase:
+        by_epoch = getattr(self.train, "epoch", None)
+        dataset = getattr(self.train, "dataset", self.train)
+        steps = int(dataset.cardinality())
+        batches = (lambda epoch: by_epoch(first_epoch + epoch)) if by_epoch else (lambda epoch: dataset)
+        return Phase(self.model, batches, (lambda: self.val_ds) if self.val_ds is not None else None,
+                     steps if steps > 0 else None)
+
+    def head_phase(self) -> Phase:
+        return self._phase(0)
+
+    def fine_tune_phase(self) -> Phase:
+        return self._phase(self.FINE_TUNE_EPOCHS_FROM)
+
+
+def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
+                  class_weights: np.ndarray | None = None, checkpoint: RunRecord | None = None,
+                  resume: TrainState | None = None, strategy=None) -> list[dict]:
+    """The recipe: freeze the base, fit the head; unfreeze the top, fit again at a lower rate.
+
+    Args:
+        net: the Network from imgclf.training.model.build_network (its spec gives the blocks).
+        cfg: the train section of the run config.
+        data: PlainData, or imgclf.training.features.CachedData (the fast path); gives each phase its
+            trainee and batches of (float32 inputs, one-hot labels).
+        log: receives every epoch's row.
+        class_weights: per-class loss weights, or None.
+        checkpoint: the run whose checkpoint.npz gets the training state after every epoch, or None.
+        resume: a state from imgclf.training.checkpoint.load_checkpoint to continue from, or None.
+        strategy: a tf.distribute strategy whose scope built ``model`` (imgclf.training.distribute);
+            None for the default. Every batch is a global batch, split among the replicas.
+
+    Returns:
+        One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the weights
+        of the best validation loss (training loss when there is no validation data).
+
+    Example:
+        >>> rows = fit_two_phase(net, TrainConfig(epochs=2), PlainData(net.model, train_ds, val_ds),
+        ...                      EpochLog())
+    """
+    stopper = EarlyStopping(cfg.patience, net.model)
+    rows = _restore(resume, net.model, stopper)
+    run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy)
+    net.freeze_base()
+    if resume is None or (resume.phase == "head" and not resume.phase_done):
+        run(data.head_phase(), "head", cfg.lr, cfg.epochs)
+    if cfg.fine_tune_epochs:
+        if resume is None or resume.phase == "head":
+            stopper.restore()  # fine-tune from the best head, not the last
+            stopper.wait = 0
+        net.unfreeze_top(layers=cfg.fine_tune_layers, blocks=cfg.fine_tune_blocks)
+        run(data.fine_tune_phase(), "fine_tune", cfg.fine_tune_lr, cfg.fine_tune_epochs)
+    stopper.restore()
+    return rows
+
+
+def _restore(resume: TrainState | None, model: keras.Model, stopper: EarlyStopping) -> list[dict]:
+    if resume is None:
+        return []
+    model.set_weights(resume.weights)
+    stopper.best, stopper.best_epoch, stopper.wait = (resume.stopper[k] for k in ("best", "best_epoch", "wait"))
+    stopper.best_weights = resume.best_weights
+    return list(resume.rows)
+
+
+class _PhaseRunner:
+    """Runs fit_phase with what every phase shares; appends to the one history list."""
+
+    def __init__(self, cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy):
+        self.cfg, self.stopper, self.log, self.class_weights = cfg, stopper, log, class_weights
+        self.checkpoint, self.resume, self.rows, self.strategy = checkpoint, resume, rows, strategy
+
+    def __call__(self, phase: Phase, name: str, lr: float, epochs: int) -> None:
+        resume = self.resume if self.resume is not None and self.resume.phase == name else None
+        fit_phase(phase, name, self.cfg, lr, epochs, self.stopper, self.log, self.class_weights,
+                  rows=self.rows, checkpoint=self.checkpoint, resume=resume, strategy=self.strategy)
+
+
+def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int, stopper: EarlyStopping,
+              log: EpochLog, class_weights: np.ndarray | None, rows: list[dict] | None = None,
+              checkpoint: RunRecord | None = None, resume: TrainState | None = None, strategy=None) -> list[dict]:
+    """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam (or
+    the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``."""
+    rows = [] if rows is None else rows
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():  # the optimizer's slots must be mirrored like the weights
+        optimizer = FusedAdam(learning_rate=lr)
+        optimizer.build(phase.trainee.trainable_variables)
+    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
+    weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
+    steps = Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k, strategy)
+    schedule = Schedule(cfg.schedule, lr, epochs, cfg.patience)
+    done = resume.phase_epochs if resume else 0
+    if resume is not None:
+        _restore_optimizer(optimizer, phase.trainee, resume.optimizer)
+        schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
+    for i in range(done, epochs if not (resume and resume.phase_done) else done):
+        optimizer.learning_rate.assign(schedule.at_epoch(i))
+        reseed(phase.trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
+        start = time.perf_counter()
+        if log.verbose:
+            print(f"{name} epoch {i + 1}/{epochs}")
+        train = run_epoch(steps.train, phase.train(i), phase.steps, log.verbose)
+        val = run_epoch(steps.evaluate, phase.val(), None, False) if phase.val is not None else {}
+        row = {"phase": name, "epoch": len(rows) + 1, **train, **{f"val_{k}": v for k, v in val.items()},
+               "lr": float(schedule.current), "seconds": time.perf_counter() - start}
+        rows.append(row)
+        monitored = row.get("val_loss", row["loss"])
+        schedule.after_epoch(monitored)
+        stop = stopper.update(monitored, row["epoch"])
+        if checkpoint is not None:
+            _save(checkpoint, name, i + 1, stop or i + 1 == epochs, rows, stopper, schedule, optimizer)
+        log.on_epoch(row)
+        if log.verbose:
+            print("  " + _summary(row))
+        if stop:
+            if log.verbose:
+                print(f"  early stop: no improvement for {stopper.patience} epochs "
+                      f"(best epoch {stopper.best_epoch})")
+            break
+    return rows
+
+
+def _restore_optimizer(optimizer, trainee, values) -> None:
+    if len(optimizer.variables) != len(values):
+        raise ImgclfError("checkpoint does not match this model's optimizer state; was the config changed?")
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+
+
+def _save(record, name, phase_epochs, phase_done, rows, stopper, schedule, optimizer) -> None:
+    save_checkpoint(record, TrainState(
+        phase=name, phase_epochs=phase_epochs, phase_done=phase_done, rows=rows,
+        stopper={"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait},
+        schedule={"current": schedule.current, "best": schedule.best, "wait": schedule.wait},
+        weights=stopper.model.get_weights(), optimizer=[v.numpy() for v in optimizer.variables],
+        best_weights=stopper.best_weights))
+
+
+def _summary(row: dict) -> str:
+    parts = [f"loss {row['loss']:.4f}", f"acc {row['accuracy']:.4f}"]
+    if "val_loss" in row:
+        parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_accuracy']:.4f}"]
+    parts += [f"lr {row['lr']:.2e}", f"{row['seconds']:.1f}s"]
+    return "  ".join(parts)
