@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo: Fashion-MNIST, offline, end to end on 2 CPU cores in a few minutes (89 s measured
-# with the data written and the conversions cached).
+# The demo: Fashion-MNIST, offline, end to end on 2 CPU cores in a few minutes (the training
+# command is planned to 90 s, everything included).
 # Writes data/fashion-mnist-demo (a subset of the official training images, all 10,000
 # official test images) and trains runs/fashion-demo on it.
 set -euo pipefail
@@ -15,10 +15,9 @@ if [ ! -d "$DATA" ]; then
 fi
 imgclf inspect "$DATA" | head -n 20
 
-echo "== training (efficientnet_lite0, ImageNet weights, 96 px, two phases)"
+echo "== training (efficientnet_lite0, ImageNet weights, two phases, planned to a 90-second budget)"
 rm -rf "runs/$RUN_NAME"
-imgclf train "$DATA" --name "$RUN_NAME" --image-size 96 --epochs 8 --fine-tune-epochs 4 \
-  --batch-size 64 --quiet
+imgclf train "$DATA" --name "$RUN_NAME" --budget 90s --quiet
 
 echo "== predicting a few official test images"
 imgclf predict "runs/$RUN_NAME" "$DATA"/test/ankle_boot/$(ls "$DATA"/test/ankle_boot | head -n 1) \

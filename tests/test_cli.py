@@ -71,8 +71,12 @@ def two_classes(tmp_path_factory):
     (["export", "/no/such/run", "--format", "tflite"], "/no/such/run: no such run directory"),
     (["predict", "/no/such/run", "x.png"], "/no/such/run: no such run directory or model file"),
     (["train", "{data}", "--backbone", "nope"], "model.backbone: unknown backbone 'nope'; choose one of "),
-    (["train", "{data}", "--set", "train.nope=1"], "config: unknown key 'train.nope' (valid: train.epochs, "),
+    (["train", "{data}", "--set", "train.nope=1"], "config: unknown key 'train.nope' (valid: train.budget_s, train.epochs, "),
     (["predict", "{data}/red/0.png", "{data}/red/0.png"], "unknown model format '.png'"),
+    (["train", "{data}", "--budget", "abc"], "--budget abc: expected a duration such as 90s, 10m or 1h"),
+    (["train", "{data}", "--budget", "0"], "--budget 0: must be more than 0 seconds"),
+    (["train", "{data}", "--budget", "2s"], "a budget of 2 s is too small for this data on this machine: the "
+                                           "smallest plan needs about "),
 ])
 def test_user_errors_are_one_line_of_ours_and_exit_2(args, message, two_classes):
     """The first (and only) line a user sees on stderr is ours: no TensorFlow start-up lines, no

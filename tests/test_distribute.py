@@ -85,12 +85,14 @@ def test_replica_rows_cover_every_row_once(size, replicas):
 WORKER = """
 import sys, json, numpy as np
 from imgclf.training.distribute import configure_cluster
-from imgclf.config import resolve_config
+from imgclf.options import resolve_config
 from imgclf.workflow import run_training
 workers, index, out, data, runs, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 cluster = configure_cluster(workers.split(",") if workers else None, index if workers else None)
+# every setting given: one process is not planned either (several workers never are)
 cfg = resolve_config(data, None, runs_dir=runs, name="mw", image_size=32, epochs=2, fine_tune_epochs=2,
-                     batch_size=16, seed=3, dropout=0.0, val_fraction=0.2, test_fraction=0.2, **json.loads(extra))
+                     fine_tune_blocks=3, views=2, schedule="plateau", batch_size=16, seed=3, dropout=0.0,
+                     val_fraction=0.2, test_fraction=0.2, **json.loads(extra))
 result = run_training(cfg, verbose=False, cluster=cluster)
 np.savez(out, *result.model.get_weights())
 print(json.dumps({"run_dir": str(result.run_dir), "losses": [r["loss"] for r in result.history]}))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "imgclf"
-SHARED = {"errors", "config", "files", "record", "ranking", "console", "__init__", "__version__"}
+SHARED = {"errors", "config", "options", "files", "record", "ranking", "console", "__init__", "__version__"}
 # The pipeline, in order; a package may import itself, the shared modules and those before it.
 ORDER = ["data", "backbones", "runtime", "training", "evaluation", "deploy", "serve", "workflow", "cli"]
 

@@ -102,3 +102,26 @@ def test_user_errors_are_one_line(argv, fragment, digits, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("imgclf: error:") and "\n" not in err and fragment in err
+
+
+def test_a_budgeted_run_is_planned_recorded_and_kept_to_its_budget(digits, capsys):
+    """`--budget` alone: every open setting is planned, the plan is printed and saved, the
+    config records what was planned, and the run ends within its budget."""
+    assert main(["train", str(digits / "digits"), "--runs-dir", str(digits / "runs"), "--name", "budget",
+                 "--budget", "75s", "--image-size", "32", "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("plan: 32 px, ") and "budget 1 min 15 s" in out
+    run = digits / "runs" / "budget"
+    plan = json.loads((run / "plan.json").read_text())
+    recipe, actual = plan["plan"], plan["actual"]
+    import yaml
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["data"]["image_size"] == recipe["image_size"] == 32  # the user's size is kept
+    assert (cfg["train"]["epochs"], cfg["train"]["fine_tune_epochs"], cfg["train"]["views"]) == \
+        (recipe["epochs"], recipe["fine_tune_epochs"], recipe["views"])
+    assert cfg["train"]["budget_s"] == 75 and cfg["train"]["schedule"] == "cosine"
+    assert recipe["expected_s"] <= 75 and actual["total"] <= 75 * 1.1
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(r["phase"] == "head" for r in rows) <= recipe["epochs"]
+    assert "Plan" in (run / "report.html").read_text()

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import yaml
 from imgclf.errors import ImgclfError
 
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
-SCHEDULES = ("plateau", "cosine", "constant")
+SCHEDULES = ("auto", "plateau", "cosine", "constant")
 CACHES = ("memory", "disk", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 RUNTIMES = ("auto", "tflite", "tf")
@@ -68,15 +69,20 @@ class ModelConfig:
 class TrainConfig:
     """The two phases: head on a frozen base, then fine-tuning of the top of the base."""
 
-    epochs: int = 10  # phase 1 (head only), at most; early stopping may end it sooner
-    fine_tune_epochs: int = 5  # phase 2; 0 skips fine-tuning
+    # Empty (None/0/auto) values are planned to fit the budget (imgclf.training.planner); a value
+    # given is kept as it is.
+    budget_s: float = 0.0  # seconds for the whole run; 0: the default budget (planner.default_budget)
+    epochs: int | None = None  # phase 1 (head only), at most; early stopping may end it sooner
+    fine_tune_epochs: int | None = None  # phase 2; 0 skips fine-tuning
     fine_tune_layers: int = 0  # unfreeze the top N layers of the base ...
-    fine_tune_blocks: int = 0  # ... or the top K blocks; both 0: the backbone's default
+    fine_tune_blocks: int = 0  # ... or the top K blocks; both 0: planned
     lr: float = 1e-3
     fine_tune_lr: float = 1e-4
     label_smoothing: float = 0.0
-    patience: int = 3  # early stopping on validation loss, best weights restored
-    schedule: str = "plateau"
+    # early stopping on validation loss, best weights restored; None: 3, or when planned, never
+    # before the planned epochs are done (the best epoch's weights are still the ones kept)
+    patience: int | None = None
+    schedule: str = "auto"  # auto: cosine when planned, else plateau
     class_weights: str = "none"
     top_k: int = 5
     # Fast path: run the frozen part of the network once per image and augmented view, cache the
@@ -196,6 +202,8 @@ def _build(cls: type, tree: Mapping[str, Any], where: str, prefix: str) -> Any:
 def _parse(value: Any, kind: Any, what: str) -> Any:
     """Parse a YAML or command-line value by the field's declared type; never eval()."""
     if isinstance(kind, types.UnionType):
+        if value is None and type(None) in typing.get_args(kind):
+            return None  # "null" in YAML: planned
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     if kind is bool:
         if isinstance(value, bool):
@@ -256,51 +264,18 @@ def validate(config: RunConfig) -> None:
     _check(bool(m.backbone), "model.backbone must name a backbone (see `imgclf backbones`)")
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
     _check(m.hidden_units >= 0, f"model.hidden_units must be 0 or more, got {m.hidden_units}")
-    _check(t.epochs >= 1, f"train.epochs must be at least 1, got {t.epochs}")
-    _check(t.fine_tune_epochs >= 0, f"train.fine_tune_epochs must be 0 or more, got {t.fine_tune_epochs}")
+    _check(t.epochs is None or t.epochs >= 1, f"train.epochs must be at least 1, got {t.epochs}")
+    _check(t.fine_tune_epochs is None or t.fine_tune_epochs >= 0,
+           f"train.fine_tune_epochs must be 0 or more, got {t.fine_tune_epochs}")
+    _check(t.budget_s >= 0 and math.isfinite(t.budget_s), f"train.budget_s must be 0 (default) or more, got {t.budget_s}")
     _check(t.fine_tune_layers >= 0 and t.fine_tune_blocks >= 0, "train.fine_tune_layers/blocks must be 0 or more")
     _check(not (t.fine_tune_layers and t.fine_tune_blocks), "give train.fine_tune_layers or train.fine_tune_blocks, not both")
     _check(t.lr > 0 and t.fine_tune_lr > 0, "train.lr and train.fine_tune_lr must be positive")
     _check(0.0 <= t.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
-    _check(t.patience >= 1, f"train.patience must be at least 1, got {t.patience}")
+    _check(t.patience is None or t.patience >= 1, f"train.patience must be at least 1, got {t.patience}")
     _check(t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got '{t.class_weights}'")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
     _check(t.runtime in RUNTIMES, f"train.runtime must be one of {', '.join(RUNTIMES)}, got '{t.runtime}'")
     _check(0 <= t.views <= 64, f"train.views must be 0 (automatic) or 1-64, got {t.views}")
     _check(t.cache_memory_mb >= 0, f"train.cache_memory_mb must be 0 or more, got {t.cache_memory_mb}")
-
-
-def _short_keys() -> dict[str, str]:
-    """Map each config leaf's own name (``epochs``) to its dotted key (``train.epochs``)."""
-    keys: dict[str, str] = {}
-
-    def walk(cls, prefix):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], f"{prefix}{f.name}.")
-            else:
-                keys.setdefault(f.name, f"{prefix}{f.name}")
-    walk(RunConfig, "")
-    return keys
-
-
-def resolve_config(data: str | Path | None = None, config: str | Path | None = None,
-                   **overrides: Any) -> RunConfig:
-    """Defaults <- YAML file <- keyword overrides (short names like ``epochs`` or dotted keys).
-
-    Example:
-        >>> resolve_config("photos", epochs=2).train.epochs
-        2
-    """
-    short = _short_keys()
-    dotted = {}
-    for key, value in overrides.items():
-        key = key.replace("__", ".")
-        if "." not in key and key not in short:
-            raise ImgclfError(f"unknown option '{key}' (valid: {', '.join(sorted(short))})")
-        dotted[short.get(key, key)] = value
-    if data is not None:
-        dotted["data.path"] = str(data)
-    return load_config(config, dotted)

@@ -23,7 +23,8 @@ from typing import Iterator
 # ..."), and the continuation of cpu_feature_guard's INFO line.
 NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called"
                    r"|I\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] "
-                   r"|To enable the following instructions: .* in other operations, rebuild TensorFlow")
+                   r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
+                   r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.")
 
 
 @contextlib.contextmanager
@@ -63,3 +64,52 @@ def import_tensorflow_quietly() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later C++ INFO/WARNING lines too
     with quiet_native_stderr():
         import tensorflow  # noqa: F401
+
+
+class PhaseProgress:
+    """What a training phase shows while it runs.
+
+    On a terminal: one progress bar for the whole phase (rich), its label the epoch, loss and
+    accuracy so far, with each finished epoch's line printed above it. Anywhere else (a log
+    file, CI, nohup): one plain line per epoch and no control characters. Nothing when quiet.
+
+    Example:
+        >>> with PhaseProgress("head", epochs=8, steps=29, verbose=True) as progress:
+        ...     progress.batch(1, loss=0.9, accuracy=0.7)
+        ...     progress.epoch_done("head 1/8  loss 0.9000  acc 0.7000")
+    """
+
+    def __init__(self, name: str, epochs: int, steps: int | None, verbose: bool, stream=None):
+        self.name, self.epochs, self.verbose = name, epochs, verbose
+        self.stream = stream or sys.stdout
+        self.live = verbose and getattr(self.stream, "isatty", lambda: False)()
+        self._progress = self._task = None
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=Console(file=self.stream), transient=True)
+            self._task = self._progress.add_task(name, total=epochs * steps if steps else None)
+
+    def __enter__(self):
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def batch(self, epoch: int, loss: float, accuracy: float) -> None:
+        """One more batch of epoch ``epoch`` (1-based) done; the running loss and accuracy."""
+        if self._progress is not None:
+            label = f"{self.name} {epoch}/{self.epochs}  loss {loss:.4f}  acc {accuracy:.4f}"
+            self._progress.update(self._task, advance=1, description=label)
+
+    def epoch_done(self, line: str) -> None:
+        """A finished epoch's line: above the bar on a terminal, else on its own."""
+        if self._progress is not None:
+            self._progress.console.print(line, highlight=False, markup=False)
+        elif self.verbose:
+            print(line, file=self.stream, flush=True)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+        return False

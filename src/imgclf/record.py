@@ -14,6 +14,7 @@ run-directory path itself. Every write is atomic (imgclf.files). Layout of ``run
     report.html        everything above in one self-contained page
     logs/              TensorBoard event files
     run.json           time, image size, backbone, training path and cache sizes
+    plan.json          the planner's recipe and expected seconds per stage, and what they took
     checkpoint.npz     the training state after the last epoch (removed once complete)
     cache/             feature caches over the memory budget (train.cache_memory_mb)
     export/            exported models, their labels and self-check metrics (export/metrics.json)
@@ -159,6 +160,7 @@ class RunRecord:
     history_path = property(lambda self: self.path / "history.csv")
     metrics_path = property(lambda self: self.path / "metrics.json")
     run_info_path = property(lambda self: self.path / "run.json")
+    plan_path = property(lambda self: self.path / "plan.json")
     report_path = property(lambda self: self.path / "report.html")
     logs_dir = property(lambda self: self.path / "logs")
     checkpoint_path = property(lambda self: self.path / "checkpoint.npz")
@@ -270,6 +272,12 @@ class RunRecord:
 
     def read_run_info(self) -> dict:
         return read_json(self.run_info_path)
+
+    def write_plan(self, plan: dict) -> None:
+        write_json_atomic(self.plan_path, plan)
+
+    def read_plan(self) -> dict:
+        return read_json(self.plan_path)
 
     def write_metrics(self, metrics: dict) -> None:
         write_json_atomic(self.metrics_path, metrics)

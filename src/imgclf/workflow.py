@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from imgclf import data as data_mod
-from imgclf.config import RunConfig, config_to_dict, resolve_config
-from imgclf.errors import ImgclfError
+from imgclf.config import RunConfig, config_to_dict
+from imgclf.options import resolve_config
 from imgclf.record import RunRecord
 from imgclf.training.distribute import Cluster, make_strategy, strategy_info
+from imgclf.training.prepare import Job, prepare
 
 
 @dataclass
@@ -40,23 +40,16 @@ class TrainResult:
     metrics: dict | None  # test-set metrics, None when there is no test split
 
 
-@dataclass
-class _Job:
-    """A run's settled config, its data and the network it trains (with its backbone spec)."""
-
-    cfg: RunConfig
-    dataset: Any  # imgclf.data.Dataset
-    net: Any  # imgclf.training.model.Network
-
-
 def train(data: str | Path | None = None, *, config: str | Path | None = None, verbose: bool = True,
-          **overrides: Any) -> TrainResult:
+          budget: str | float | None = None, **overrides: Any) -> TrainResult:
     """Train a classifier on a folder (or CSV) of labelled images, evaluate it, write the run.
 
     Args:
         data: the dataset path (folder per class, train/val/test root, or CSV).
         config: an optional YAML config file; keyword overrides win over it.
         verbose: progress bars and per-epoch lines on stdout.
+        budget: the whole run's time, ``"90s"``, ``"10m"``, ``"1h"`` or seconds; None: the
+            default budget (train.budget_s in the config, else planner.default_budget).
         **overrides: any config key by its own name (``epochs=3``, ``backbone="resnet50"``).
 
     Returns:
@@ -66,20 +59,31 @@ def train(data: str | Path | None = None, *, config: str | Path | None = None, v
         >>> train("data/fashion", epochs=3, image_size=96).run_dir
         PosixPath('runs/fashion')
     """
-    return run_training(resolve_config(data, config, **overrides), verbose=verbose)
+    started = time.monotonic()
+    if budget is not None:
+        from imgclf.options import parse_duration
+        overrides["budget_s"] = parse_duration(budget, "budget")
+    return run_training(resolve_config(data, config, **overrides), verbose=verbose, started=started)
 
 
-def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None = None) -> TrainResult:
+def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None = None,
+                 started: float | None = None, show_plan: bool | None = None) -> TrainResult:
     """Everything ``imgclf train`` does, from a resolved config. See train().
 
     Every check that can fail on the user's input runs before the run directory is created.
-    With a multi-worker ``cluster`` (imgclf.training.distribute) every worker runs this with the
-    same config; only the chief creates and writes the run directory.
+    One process on the cached path is planned to the budget, counted from ``started``
+    (time.monotonic(); default now); the plan is printed when ``show_plan`` (default: verbose).
+    With a multi-worker ``cluster``
+    (imgclf.training.distribute) every worker runs this with the same config and the former
+    fixed defaults (a plan from each worker's own timings could differ); only the chief creates
+    and writes the run directory.
     """
+    started = started or time.monotonic()
     cluster = cluster or Cluster()
     strategy = make_strategy(cluster)
     with strategy.scope():
-        job = _prepare(cfg)
+        job = prepare(cfg, started=started, plan=cluster.size == 1,
+                      verbose=verbose if show_plan is None else show_plan)
     if not cluster.is_chief:
         return _as_worker(job, verbose, strategy, cluster)
     record = RunRecord.create(job.cfg.runs_dir, job.cfg.name)
@@ -90,7 +94,12 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
     record.write_labels(job.dataset.class_names)
     record.write_split(job.dataset.split_rows())
     record.write_data_report(job.dataset.report.to_dict())
-    return _execute(job, record, verbose, strategy=strategy, cluster=cluster)
+    deadline = None
+    if job.plan is not None:
+        from imgclf.training.budget import Deadline
+        record.write_plan({"plan": job.plan.to_dict()})
+        deadline = Deadline.for_plan(job.plan, started)
+    return _execute(job, record, verbose, strategy=strategy, cluster=cluster, deadline=deadline)
 
 
 def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster | None = None) -> TrainResult:
@@ -120,7 +129,7 @@ def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster 
     cluster = cluster or Cluster()
     strategy = make_strategy(cluster)
     with strategy.scope():
-        job = _prepare(record.read_config(), source=record.split_path)
+        job = prepare(record.read_config(), source=record.split_path, plan=False)
     if verbose:
         print(f"resuming {record.path} after {len(state.rows)} epochs ({state.phase} phase)")
     if not cluster.is_chief:
@@ -128,39 +137,15 @@ def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster 
     return _execute(job, record, verbose, resume=state, strategy=strategy, cluster=cluster)
 
 
-def _as_worker(job: _Job, verbose, strategy, cluster, resume=None) -> TrainResult:
+def _as_worker(job: Job, verbose, strategy, cluster, resume=None) -> TrainResult:
     """A non-chief worker: the same training step for step, in a scratch directory that is
     removed afterwards; the chief writes the run."""
     with tempfile.TemporaryDirectory(prefix="imgclf-worker-") as scratch:
         return _execute(job, RunRecord(scratch), verbose, resume, strategy, cluster)
 
 
-def _prepare(cfg: RunConfig, source: Path | None = None) -> _Job:
-    """Load the dataset (from ``source``, else the config's path), settle the image size and
-    name, build the network, check the fine-tune depth."""
-    import keras
-
-    from imgclf.backbones import get_spec
-    from imgclf.training.model import build_network, choose_image_size
-    if not cfg.data.path:
-        raise ImgclfError("no data given: pass a dataset folder or CSV (or set data.path in the config)")
-    spec = get_spec(cfg.model.backbone)
-    keras.utils.set_random_seed(cfg.seed)
-    dataset = data_mod.load_dataset(source or cfg.data.path, val_fraction=cfg.data.val_fraction,
-                                    test_fraction=cfg.data.test_fraction, seed=cfg.seed,
-                                    max_pixels=cfg.data.max_pixels)
-    size = choose_image_size(cfg.data.image_size, spec, dataset.report)
-    name = cfg.name or Path(cfg.data.path).stem or "run"
-    cfg = dataclasses.replace(cfg, name=name, data=dataclasses.replace(cfg.data, image_size=size))
-    net = build_network(spec, len(dataset.class_names), size, weights=cfg.model.weights,
-                        dropout=cfg.model.dropout, hidden_units=cfg.model.hidden_units, seed=cfg.seed)
-    if cfg.train.fine_tune_epochs:
-        net.select_top(layers=cfg.train.fine_tune_layers, blocks=cfg.train.fine_tune_blocks)
-    return _Job(cfg, dataset, net)
-
-
-def _execute(job: _Job, record: RunRecord, verbose: bool, resume=None, strategy=None,
-             cluster: Cluster = Cluster()) -> TrainResult:
+def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=None,
+             cluster: Cluster = Cluster(), deadline=None) -> TrainResult:
     """Train, save, evaluate, report, mark complete: the part of a run that resume repeats.
     A non-chief worker (``record`` is then a scratch folder) stops after training."""
     from imgclf.training.distribute import lost_peers
@@ -174,7 +159,7 @@ def _execute(job: _Job, record: RunRecord, verbose: bool, resume=None, strategy=
     with HistoryWriter(record, verbose, resume.rows if resume else []) as log, \
             lost_peers(cluster, record.path if cluster.is_chief else "RUN"):
         history = fit_two_phase(job.net, cfg.train, phase_data, log, weights, checkpoint=record,
-                                resume=resume, strategy=strategy)
+                                resume=resume, strategy=strategy, deadline=deadline)
     if not cluster.is_chief:
         return TrainResult(None, job.net.model, dataset.class_names, history, None)
     record.save_model(job.net.model)
@@ -184,8 +169,20 @@ def _execute(job: _Job, record: RunRecord, verbose: bool, resume=None, strategy=
             **({"eval_runtime": evaluation.runtime, "eval_seconds": evaluation.seconds} if evaluation else {}),
             "resumed": resume is not None, **strategy_info(strategy)}
     metrics = evaluation.metrics if evaluation else None
+    if job.plan is not None:
+        record.write_plan({"plan": job.plan.to_dict(), "actual": _actual_stages(job, info, history)})
     _finish(record, cfg, history, metrics, info, verbose)
     return TrainResult(record.path, job.net.model, dataset.class_names, history, metrics)
+
+
+def _actual_stages(job: Job, info: dict, history: list[dict]) -> dict:
+    """Seconds each planned stage took, for plan.json and the report's plan-against-actual table."""
+    stages = {"cache": info.get("cache_seconds", 0.0), "predict": info.get("eval_seconds", 0.0)}
+    for phase in ("head", "fine_tune"):
+        stages[phase] = sum(row["seconds"] for row in history if row["phase"] == phase)
+    total = time.monotonic() - job.started
+    stages["other"] = total - sum(stages.values())
+    return {**{k: round(v, 1) for k, v in stages.items()}, "total": round(total, 1)}
 
 
 def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, verbose: bool) -> None:
@@ -201,7 +198,7 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
         print(f"report: {record.report_path}")
 
 
-def _load_split_images(job: _Job, record: RunRecord) -> dict[str, np.ndarray]:
+def _load_split_images(job: Job, record: RunRecord) -> dict[str, np.ndarray]:
     """Each split's images at the run's size. A split whose images load_dataset kept decoded
     (small images) stays so, resized a batch at a time when read (data.ResizedImages: 0.2 GB
     instead of 1.9 GB for Fashion-MNIST at 96 px); the others are decoded and resized now."""
@@ -214,7 +211,7 @@ def _load_split_images(job: _Job, record: RunRecord) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _phase_data(job: _Job, arrays, record: RunRecord, verbose: bool):
+def _phase_data(job: Job, arrays, record: RunRecord, verbose: bool):
     """The fast cached path when enabled and it fits, else the plain path; and cache statistics."""
     from imgclf.training.phases import PlainData
     cfg, labels = job.cfg, job.dataset.labels
@@ -238,7 +235,7 @@ def _phase_data(job: _Job, arrays, record: RunRecord, verbose: bool):
     return PlainData(job.net.model, train, val_ds), None
 
 
-def _evaluate_test(job: _Job, record: RunRecord, images, cached):
+def _evaluate_test(job: Job, record: RunRecord, images, cached):
     """The trained model on the test split (None without one), saved into the run.
 
     On the cached path (``cached``: the run's features.CachedData) the frozen part runs on the

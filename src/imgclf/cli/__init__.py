@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import sys
+import time
 
 from imgclf.cli.parser import build_parser
 from imgclf.errors import ImgclfError
@@ -25,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         0
     """
     from imgclf.cli.commands import COMMANDS
+    started = time.monotonic()  # the budget of `imgclf train --budget` counts from here
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started = started
     if not args.command:
         parser.print_help()
         return 0

@@ -48,9 +48,13 @@ def _cmd_train(args) -> int:
         if not sep:
             raise ImgclfError(f"--set {item}: expected KEY=VALUE")
         overrides[key.strip()] = value
+    if args.budget is not None:
+        from imgclf.options import parse_duration
+        overrides["train.budget_s"] = parse_duration(args.budget)
     cfg = load_config(args.config, {**({"data.path": args.data} if args.data else {}), **overrides})
     _tensorflow(args)
-    result = run_training(cfg, verbose=not args.quiet, cluster=_cluster(args))
+    result = run_training(cfg, verbose=not args.quiet, cluster=_cluster(args), started=args.started,
+                          show_plan=True)
     _summarise(result, args.quiet)
     return 0
 
@@ -69,6 +73,7 @@ def _cmd_resume(args) -> int:
     from imgclf.workflow import resume_training
     given = [flag for flag, *_ in TRAIN_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_")) is not None]
     given += ["DATA"] * bool(args.data) + ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
+    given += ["--budget"] * (args.budget is not None)
     if given:
         raise ImgclfError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
     RunRecord.interrupted(args.resume)

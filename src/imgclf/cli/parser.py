@@ -13,9 +13,9 @@ import argparse
 TRAIN_FLAGS = [
     ("--backbone", "model.backbone", str, "pretrained base (see `imgclf backbones`; default efficientnet_lite0)"),
     ("--weights", "model.weights", str, "base weights: imagenet (default), none, or a local weights file"),
-    ("--image-size", "data.image_size", int, "input side in pixels (default: from the images, 96 to the backbone's size)"),
-    ("--epochs", "train.epochs", int, "phase 1 (head only) epochs at most (default 10)"),
-    ("--fine-tune-epochs", "train.fine_tune_epochs", int, "phase 2 epochs at most; 0 skips fine-tuning (default 5)"),
+    ("--image-size", "data.image_size", int, "input side in pixels (default: planned)"),
+    ("--epochs", "train.epochs", int, "phase 1 (head only) epochs at most (default: planned)"),
+    ("--fine-tune-epochs", "train.fine_tune_epochs", int, "phase 2 epochs at most; 0 skips fine-tuning (default: planned)"),
     ("--lr", "train.lr", float, "phase 1 learning rate (default 1e-3)"),
     ("--fine-tune-lr", "train.fine_tune_lr", float, "phase 2 learning rate (default 1e-4)"),
     ("--batch-size", "data.batch_size", int, "images per batch (default 32)"),
@@ -25,13 +25,13 @@ TRAIN_FLAGS = [
     ("--val-fraction", "data.val_fraction", float, "validation fraction when the data has no val/ (default 0.1)"),
     ("--test-fraction", "data.test_fraction", float, "test fraction when the data has no test/ (default 0.1)"),
     ("--patience", "train.patience", int, "early-stopping patience in epochs (default 3)"),
-    ("--schedule", "train.schedule", str, "learning-rate schedule: plateau (default), cosine, constant"),
+    ("--schedule", "train.schedule", str, "learning-rate schedule: auto (default: cosine when planned), plateau, cosine, constant"),
     ("--label-smoothing", "train.label_smoothing", float, "label smoothing (default 0)"),
     ("--class-weights", "train.class_weights", str, "none (default) or balanced"),
     ("--dropout", "model.dropout", float, "head dropout (default 0.2)"),
     ("--hidden-units", "model.hidden_units", int, "hidden Dense layer in the head; 0 for none (default)"),
     ("--cache", "data.cache", str, "decoded images: memory (default), disk, none"),
-    ("--views", "train.views", int, "views per training image in the feature cache (default 0: by data size)"),
+    ("--views", "train.views", int, "views per training image in the feature cache (default 0: planned)"),
 ]
 
 
@@ -44,9 +44,13 @@ def _add_train(sub, common) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint "
                    "(its own config and split are used; other options are refused)")
     p.add_argument("--config", help="YAML config file; flags override it")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="time for the whole run, e.g. 90s, 10m, 1h: the input size, depth, views and epochs "
+                        "you leave open are planned to fit it (default: 60 s + 8.5 ms per training image, "
+                        "more for large images)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--fine-tune-layers", type=int, help="unfreeze the top N weighted layers of the base")
-    group.add_argument("--fine-tune-blocks", type=int, help="unfreeze the top K blocks of the base (default: the backbone's)")
+    group.add_argument("--fine-tune-blocks", type=int, help="unfreeze the top K blocks of the base (default: planned)")
     for flag, _, kind, text in TRAIN_FLAGS:
         p.add_argument(flag, type=kind, help=text)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -15,6 +15,7 @@ from typing import Any
 from imgclf.evaluation.html import (CSS, bar, duration, e, facts, figure, note, num, pct, section, table,
                                     to_float)
 from imgclf.evaluation.metrics import HEADLINES, Headline
+from imgclf.evaluation.plan_report import plan_section
 from imgclf.files import write_text_atomic
 from imgclf.record import PLOTS, RunRecord
 
@@ -229,7 +230,7 @@ def _config_section(config: dict, run_info: dict) -> str:
 
 def write_report(path: str | Path, *, title: str, config: dict, data_report: dict,
                  metrics: dict | None, history: list[dict], plots: dict[str, Path],
-                 run_info: dict) -> Path:
+                 run_info: dict, plan: dict | None = None) -> Path:
     """Write the run's report as one self-contained HTML file, atomically.
 
     Args:
@@ -243,6 +244,7 @@ def write_report(path: str | Path, *, title: str, config: dict, data_report: dic
         plots: PNG paths by key (``imgclf.record.PLOTS``: ``history``, ``confusion``,
             ``per_class``, ``mistakes``); other keys are shown at the end.
         run_info: facts about the run, e.g. ``backbone``, ``image_size``, ``seconds``, ``date``.
+        plan: plan.json's content (the planner's choice, plan against actual), or None.
 
     Returns:
         ``path`` as a Path.
@@ -259,6 +261,7 @@ def write_report(path: str | Path, *, title: str, config: dict, data_report: dic
     body = "".join([
         _header(title, config, metrics, history, run_info),
         _data_section(data_report or {}),
+        plan_section(plan or {}),
         _training_section(history, plots.get("history"), config, run_info),
         _metrics_section(metrics, plots.get("per_class")),
         section("confusion", "Confusion matrix", figure(
@@ -301,4 +304,4 @@ def write_run_report(record: RunRecord, config: dict, history: list[dict], metri
         plot_history(history, record.plot_path("history"))
     return write_report(record.report_path, title=record.path.name, config=config,
                         data_report=record.read_data_report(), metrics=metrics, history=history,
-                        plots=record.plots(), run_info=run_info)
+                        plots=record.plots(), run_info=run_info, plan=record.read_plan())

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.console import quiet_native_stderr
 from imgclf.errors import ImgclfError, first_line
 from imgclf.runtime.runtimes import Runtime, default_threads
 
@@ -58,7 +59,8 @@ class LiteRTRuntime(Runtime):
         source = self.path or "TFLite model"
         try:
             kwargs = {"model_content": model} if self.path is None else {"model_path": str(model)}
-            self._interpreter = Interpreter(**kwargs, num_threads=num_threads or default_threads())
+            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self._interpreter = Interpreter(**kwargs, num_threads=num_threads or default_threads())
         except (ValueError, RuntimeError) as exc:  # not a flatbuffer, truncated, unknown ops
             raise ImgclfError(f"{source}: not a valid TFLite model ({first_line(exc)})") from None
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
@@ -84,7 +86,8 @@ class LiteRTRuntime(Runtime):
             if len(batch) != self._batch:
                 self._resize(len(batch))
             if not self._allocated:
-                self._interpreter.allocate_tensors()
+                with quiet_native_stderr():  # XNNPACK announces itself when it is applied
+                    self._interpreter.allocate_tensors()
                 self._allocated = True
             self._interpreter.set_tensor(self._in["index"], self._to_input(batch))
             self._interpreter.invoke()

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from imgclf.config import TrainConfig
+from imgclf.console import PhaseProgress
 from imgclf.data.augment import reseed
 from imgclf.errors import ImgclfError
 from imgclf.record import RunRecord
@@ -82,6 +83,8 @@ class Schedule:
 
     def __post_init__(self):
         self.current = self.lr
+        if self.kind == "auto":  # a config the planner did not resolve: the unplanned default
+            self.kind = "plateau"
 
     def at_epoch(self, epoch: int) -> float:
         if self.kind == "cosine":
@@ -140,9 +143,17 @@ class PlainData:
         return self._phase(self.FINE_TUNE_EPOCHS_FROM)
 
 
+DEFAULT_PATIENCE = 3
+
+
+def patience_of(cfg: TrainConfig) -> int:
+    """train.patience, or 3 when it is not set."""
+    return cfg.patience if cfg.patience is not None else DEFAULT_PATIENCE
+
+
 def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
                   class_weights: np.ndarray | None = None, checkpoint: RunRecord | None = None,
-                  resume: TrainState | None = None, strategy=None) -> list[dict]:
+                  resume: TrainState | None = None, strategy=None, deadline=None) -> list[dict]:
     """The recipe: freeze the base, fit the head; unfreeze the top, fit again at a lower rate.
 
     Args:
@@ -156,6 +167,8 @@ def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
         resume: a state from imgclf.training.checkpoint.load_checkpoint to continue from, or None.
         strategy: a tf.distribute strategy whose scope built ``model`` (imgclf.training.distribute);
             None for the default. Every batch is a global batch, split among the replicas.
+        deadline: an imgclf.training.budget.Deadline: a phase ends early rather than overrun it
+            (the head phase keeps time for one fine-tuning epoch, and always runs one epoch).
 
     Returns:
         One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the weights
@@ -165,9 +178,9 @@ def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
         >>> rows = fit_two_phase(net, TrainConfig(epochs=2), PlainData(net.model, train_ds, val_ds),
         ...                      EpochLog())
     """
-    stopper = EarlyStopping(cfg.patience, net.model)
+    stopper = EarlyStopping(patience_of(cfg), net.model)
     rows = _restore(resume, net.model, stopper)
-    run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy)
+    run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy, deadline)
     net.freeze_base()
     if resume is None or (resume.phase == "head" and not resume.phase_done):
         run(data.head_phase(), "head", cfg.lr, cfg.epochs)
@@ -193,21 +206,28 @@ def _restore(resume: TrainState | None, model: keras.Model, stopper: EarlyStoppi
 class _PhaseRunner:
     """Runs fit_phase with what every phase shares; appends to the one history list."""
 
-    def __init__(self, cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy):
+    def __init__(self, cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy, deadline):
         self.cfg, self.stopper, self.log, self.class_weights = cfg, stopper, log, class_weights
         self.checkpoint, self.resume, self.rows, self.strategy = checkpoint, resume, rows, strategy
+        self.deadline = deadline
 
     def __call__(self, phase: Phase, name: str, lr: float, epochs: int) -> None:
         resume = self.resume if self.resume is not None and self.resume.phase == name else None
+        keep = self.deadline.epoch_s.get("fine_tune", 0.0) if self.deadline and name == "head" \
+            and self.cfg.fine_tune_epochs else 0.0
         fit_phase(phase, name, self.cfg, lr, epochs, self.stopper, self.log, self.class_weights,
-                  rows=self.rows, checkpoint=self.checkpoint, resume=resume, strategy=self.strategy)
+                  rows=self.rows, checkpoint=self.checkpoint, resume=resume, strategy=self.strategy,
+                  deadline=self.deadline, keep_s=keep)
 
 
 def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int, stopper: EarlyStopping,
               log: EpochLog, class_weights: np.ndarray | None, rows: list[dict] | None = None,
-              checkpoint: RunRecord | None = None, resume: TrainState | None = None, strategy=None) -> list[dict]:
+              checkpoint: RunRecord | None = None, resume: TrainState | None = None, strategy=None,
+              deadline=None, keep_s: float = 0.0) -> list[dict]:
     """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam (or
-    the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``."""
+    the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``.
+    With a ``deadline`` the phase ends before an epoch that would not leave ``keep_s`` seconds
+    (and the deadline's reserve) at its end."""
     rows = [] if rows is None else rows
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the optimizer's slots must be mirrored like the weights
@@ -216,36 +236,44 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
     weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
     steps = Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k, strategy)
-    schedule = Schedule(cfg.schedule, lr, epochs, cfg.patience)
+    schedule = Schedule(cfg.schedule, lr, epochs, patience_of(cfg))
     done = resume.phase_epochs if resume else 0
     if resume is not None:
         _restore_optimizer(optimizer, phase.trainee, resume.optimizer)
         schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
-    for i in range(done, epochs if not (resume and resume.phase_done) else done):
-        optimizer.learning_rate.assign(schedule.at_epoch(i))
-        reseed(phase.trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
-        start = time.perf_counter()
-        if log.verbose:
-            print(f"{name} epoch {i + 1}/{epochs}")
-        train = run_epoch(steps.train, phase.train(i), phase.steps, log.verbose)
-        val = run_epoch(steps.evaluate, phase.val(), None, False) if phase.val is not None else {}
-        row = {"phase": name, "epoch": len(rows) + 1, **train, **{f"val_{k}": v for k, v in val.items()},
-               "lr": float(schedule.current), "seconds": time.perf_counter() - start}
-        rows.append(row)
-        monitored = row.get("val_loss", row["loss"])
-        schedule.after_epoch(monitored)
-        stop = stopper.update(monitored, row["epoch"])
-        if checkpoint is not None:
-            _save(checkpoint, name, i + 1, stop or i + 1 == epochs, rows, stopper, schedule, optimizer)
-        log.on_epoch(row)
-        if log.verbose:
-            print("  " + _summary(row))
-        if stop:
-            if log.verbose:
-                print(f"  early stop: no improvement for {stopper.patience} epochs "
-                      f"(best epoch {stopper.best_epoch})")
-            break
+    with PhaseProgress(name, epochs, phase.steps, log.verbose) as progress:
+        for i in range(done, epochs if not (resume and resume.phase_done) else done):
+            if deadline is not None and deadline.ends_phase(name, i, epochs, keep_s):
+                break
+            optimizer.learning_rate.assign(schedule.at_epoch(i))
+            reseed(phase.trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
+            began = deadline.clock() if deadline else 0.0
+            row = _epoch(phase, steps, name, i, epochs, len(rows) + 1, schedule, progress)
+            if deadline:  # re-plan from what an epoch really takes here
+                deadline.epoch_s[name] = deadline.clock() - began
+            rows.append(row)
+            monitored = row.get("val_loss", row["loss"])
+            schedule.after_epoch(monitored)
+            stop = stopper.update(monitored, row["epoch"])
+            if checkpoint is not None:
+                _save(checkpoint, name, i + 1, stop or i + 1 == epochs, rows, stopper, schedule, optimizer)
+            log.on_epoch(row)
+            progress.epoch_done(f"{name} {i + 1}/{epochs}  " + _summary(row))
+            if stop:
+                progress.epoch_done(f"  early stop: no improvement for {stopper.patience} epochs "
+                                    f"(best epoch {stopper.best_epoch})")
+                break
     return rows
+
+
+def _epoch(phase: Phase, steps: Steps, name: str, i: int, epochs: int, number: int, schedule: Schedule,
+           progress) -> dict:
+    """Train one epoch, validate, and return its history row."""
+    start = time.perf_counter()
+    train = run_epoch(steps.train, phase.train(i), lambda loss, acc: progress.batch(i + 1, loss, acc))
+    val = run_epoch(steps.evaluate, phase.val()) if phase.val is not None else {}
+    return {"phase": name, "epoch": number, **train, **{f"val_{k}": v for k, v in val.items()},
+            "lr": float(schedule.current), "seconds": time.perf_counter() - start}
 
 
 def _restore_optimizer(optimizer, trainee, values) -> None:

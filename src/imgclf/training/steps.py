@@ -3,7 +3,7 @@ each global batch among the replicas of a tf.distribute strategy.
 
 Example:
     >>> steps = Steps(trainee, FusedAdam(1e-3), loss_fn, class_weights, top_k=5, strategy=strategy)
-    >>> totals = run_epoch(steps.train, batches, steps=None, verbose=False)
+    >>> totals = run_epoch(steps.train, batches)
 """
 from __future__ import annotations
 
@@ -103,16 +103,16 @@ class Steps:
         return self._scores(y, probs, self.loss_fn(y, probs))
 
 
-def run_epoch(step, batches: Iterable, steps: int | None, verbose: bool) -> dict:
+def run_epoch(step, batches: Iterable, on_batch=None) -> dict:
+    """Run ``step`` over ``batches``; the mean loss, accuracy and top-k accuracy over the epoch.
+    ``on_batch(loss, accuracy)`` hears the running means after every batch (the progress bar)."""
     totals: dict[str, float] = {}
-    bar = keras.utils.Progbar(steps, verbose=1 if verbose else 0, stateful_metrics=["loss", "accuracy"])
-    for i, (x, y) in enumerate(batches):
+    for x, y in batches:
         out = step(x, y)
         for key, value in out.items():
             totals[key] = totals.get(key, 0.0) + float(value)
-        n = totals["count"]
-        bar.update(i + 1, [("loss", totals["loss"] / n), ("accuracy", totals["accuracy"] / n)])
+        if on_batch is not None:
+            n = totals["count"]
+            on_batch(totals["loss"] / n, totals["accuracy"] / n)
     n = totals.pop("count", 0.0)
     return {key: value / n for key, value in totals.items()} if n else {}
-
-

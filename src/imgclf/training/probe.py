@@ -1,0 +1,196 @@
+"""The probe: a few seconds of measurement that tell the planner what things cost on this machine.
+
+It times, on the network built at the probe size, one forward pass of the frozen base and a few
+fine-tuning steps of the top, and (for images that are not kept decoded) the decoding of a
+sample. Other sizes and depths are scaled by their multiply-adds, which the network's layers
+give exactly: EfficientNet-Lite's rate on this CPU follows them closely (224 px: 100 images/s,
+96 px: 544, a ratio of 5.4 for 5.4 times the work; ../shared/NOTES.md).
+
+Example:
+    >>> costs = probe(net, dataset, cfg)
+    >>> round(costs.fine_tune_epoch(96, 3, 1000), 1)
+    1.1
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PROBE_BATCH = 32
+FORWARD_CALLS, STEP_CALLS = 5, 5
+LITERT_SPEEDUP = 2.2  # LiteRT + XNNPACK against a tf.function on EfficientNet-Lite (measured 1.7-2.9x)
+CONVERSION_S = 16.0  # converting the frozen bottom and the features' top to TFLite (13 + 3 s at 64-96 px)
+HEAD_STEP_S = 0.002  # one head step on pooled features (a 1280 x classes matmul and Adam)
+PHASE_START_S = 2.5  # tracing a phase's train and evaluation steps
+FINISH_S = 6.0  # saving the model, metrics, four plots, the report
+
+
+def layer_flops(layer) -> float:
+    """Multiply-adds of one forward pass of ``layer`` for one image (0 for layers without weights)."""
+    import keras
+    if not layer.weights:
+        return 0.0
+    out = layer.output.shape
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        return float(out[1] * out[2] * out[3] * kh * kw)
+    if isinstance(layer, keras.layers.Conv2D):
+        kh, kw = layer.kernel_size
+        return float(out[1] * out[2] * out[3] * kh * kw * layer.input.shape[-1] / layer.groups)
+    if isinstance(layer, keras.layers.Dense):
+        return float(layer.input.shape[-1] * out[-1])
+    return float(np.prod([d for d in out[1:] if d]))  # BatchNorm and the like: one op a value
+
+
+@dataclass
+class MeasuredCosts:
+    """The planner's Costs from measured rates; sizes and depths other than the probe's are
+    scaled by their multiply-adds (imgclf.training.planner.Costs)."""
+
+    probe_size: int
+    block_flops: list  # multiply-adds per block at the probe size, stem first
+    forward_rate: float  # multiply-adds per second of the frozen base in a tf.function
+    step_s_per_flop: float  # seconds of a fine-tuning step per multiply-add of the top, per image
+    decode_s: float  # decoding and resizing one image (0: kept decoded)
+    augment_s: float  # augmenting one image at the probe size
+    build_s: float  # building the network once more at another size
+    litert_available: bool
+    batch_size: int
+    converted: set = field(default_factory=set)  # (size, blocks) whose conversions are cached
+
+    def _flops(self, size: int, blocks: slice) -> float:
+        return sum(self.block_flops[blocks]) * (size / self.probe_size) ** 2
+
+    @property
+    def runtimes(self) -> tuple:
+        return ("tf", "tflite") if self.litert_available else ("tf",)
+
+    def _rate(self, runtime: str) -> float:
+        return self.forward_rate * (LITERT_SPEEDUP if runtime == "tflite" else 1.0)
+
+    def fixed(self, recipe) -> float:
+        seconds = FINISH_S + 2 * PHASE_START_S
+        if recipe.image_size != self.probe_size:
+            seconds += self.build_s
+        return seconds
+
+
+    def load(self, size: int, count: int) -> float:
+        return self.decode_s * count
+
+    def cache(self, size: int, blocks: int, count: int, augmented: int, runtime: str) -> float:
+        seconds = count * self._flops(size, slice(None)) / self._rate(runtime)
+        seconds += augmented * self.augment_s * (size / self.probe_size) ** 2
+        if runtime == "tflite" and (size, blocks) not in self.converted:
+            seconds += CONVERSION_S  # the frozen bottom, and the top for the features pass
+        return seconds
+
+    def head_epoch(self, count: int) -> float:
+        return -(-count // self.batch_size) * HEAD_STEP_S
+
+    def fine_tune_epoch(self, size: int, blocks: int, count: int) -> float:
+        if not blocks:
+            return 0.0
+        return count * self._flops(size, slice(-blocks, None)) * self.step_s_per_flop
+
+    def predict(self, size: int, blocks: int, count: int, runtime: str) -> float:
+        bottom = self._flops(size, slice(None, -blocks) if blocks else slice(None))
+        top = self._flops(size, slice(-blocks, None)) if blocks else 0.0
+        return count * (bottom / self._rate(runtime) + top / self._rate("tf"))
+
+
+def probe(net, decode_sample: list[str], cfg, build_s: float, blocks: int) -> MeasuredCosts:
+    """Measure the rates the planner needs, on ``net`` (built at the probe size).
+
+    Args:
+        net: the Network at the probe size.
+        decode_sample: image paths to time decoding on ([] when the images are kept decoded).
+        cfg: the run config (batch size, runtime).
+        build_s: what building ``net`` took.
+        blocks: the fine-tuning depth to time a step at.
+
+    Returns:
+        MeasuredCosts.
+    """
+    import tensorflow as tf
+
+    from imgclf.runtime import choose_runtime
+    size = int(net.model.input_shape[1])
+    block_flops = [sum(layer_flops(layer) for layer in block) for block in net.spec.layer_blocks(net.base)]
+    x = np.random.default_rng(0).uniform(0, 255, (PROBE_BATCH, size, size, 3)).astype(np.float32)
+    forward = tf.function(lambda batch: net.base(batch, training=False))
+    per_image = _median_seconds(lambda: forward(x), FORWARD_CALLS) / PROBE_BATCH
+    step_per_image = _time_step(net, blocks, cfg.data.batch_size)
+    top = sum(block_flops[-blocks:])
+    return MeasuredCosts(size, block_flops, sum(block_flops) / per_image, step_per_image / top,
+                         _decode_seconds(decode_sample, size), _augment_seconds(cfg, x), build_s,
+                         choose_runtime("auto", 10**9) == "tflite", cfg.data.batch_size,
+                         _converted(net, blocks))
+
+
+def _median_seconds(call, times: int) -> float:
+    """The median seconds of ``call`` over ``times`` calls, after one to trace it: oneDNN's first
+    calls of a new shape are slower (measured: 250 images/s for the second, 370 later)."""
+    call()
+    seconds = []
+    for _ in range(times):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
+
+
+def _time_step(net, blocks: int, batch_size: int) -> float:
+    """Seconds per image of a fine-tuning step of the top ``blocks`` (traced first, then timed)."""
+    import keras
+    import tensorflow as tf
+
+    from imgclf.training.steps import FusedAdam, Steps
+    bottom, top = net.split_base(blocks=blocks)
+    net.freeze_base()
+    net.unfreeze_top(blocks=blocks)
+    trainee = net.top_trainee(top, bottom.output_shape[1:])
+    weights = [np.array(w) for w in net.model.get_weights()]
+    optimizer = FusedAdam(1e-6)
+    optimizer.build(trainee.trainable_variables)
+    steps = Steps(trainee, optimizer, keras.losses.CategoricalCrossentropy(reduction="none"),
+                  tf.constant([], tf.float32), 1, tf.distribute.get_strategy())
+    shape = (batch_size, *bottom.output_shape[1:])
+    acts = np.random.default_rng(0).uniform(0, 6, shape).astype(np.float32)
+    labels = np.eye(int(net.head.output_shape[-1]), dtype=np.float32)[np.zeros(batch_size, int)]
+    seconds = _median_seconds(lambda: float(steps.train(acts, labels)["loss"]), STEP_CALLS) / batch_size
+    net.model.set_weights(weights)  # the probe must not have trained anything
+    net.freeze_base()
+    return seconds
+
+
+def _augment_seconds(cfg, batch: np.ndarray) -> float:
+    """Seconds to augment one image of ``batch``'s size, as the cache's views are made."""
+    import tensorflow as tf
+
+    from imgclf.data.augment import build_augmenter
+    augmenter = build_augmenter(cfg.data.augment, cfg.seed)
+    if augmenter is None:
+        return 0.0
+    augment = tf.function(lambda x: augmenter(x, training=True))
+    return _median_seconds(lambda: augment(batch), 3) / len(batch)
+
+
+def _decode_seconds(paths: list[str], size: int) -> float:
+    if not paths:
+        return 0.0
+    from imgclf.data import load_images
+    start = time.perf_counter()
+    load_images(paths, size)
+    return (time.perf_counter() - start) / len(paths)
+
+
+def _converted(net, blocks: int) -> set:
+    """{(size, blocks)} when the conversions of the probe network's frozen bottom are cached."""
+    from imgclf.files import user_cache_dir
+    from imgclf.runtime import model_key
+    bottom, _ = net.split_base(blocks=blocks)
+    cached = (user_cache_dir() / "tflite" / f"{model_key(bottom)}.tflite").is_file()
+    return {(int(net.model.input_shape[1]), blocks)} if cached else set()

@@ -1,0 +1,182 @@
+"""The planner's pure core, driven with made-up costs; the deadline; the budget's parsing."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from imgclf.errors import ImgclfError
+from imgclf.options import parse_duration
+from imgclf.training.budget import Deadline
+from imgclf.training.planner import (HEADROOM, BudgetTooSmall, Counts, Fixed, Recipe, default_budget,
+                                     expected_stages, make_plan, target_recipe)
+
+LITE = dict(default_size=224, num_blocks=18, min_size=32)
+
+
+@dataclasses.dataclass
+class FakeCosts:
+    """Costs that grow the way the real ones do: with the image area, depth, views and epochs."""
+
+    runtimes = ("tf",)
+    fixed_s: float = 10.0
+    per_image: float = 1e-3  # a forward pass at 96 px
+    per_block: float = 2e-4  # a fine-tuning step per block at 96 px
+
+    def _area(self, size):
+        return (size / 96) ** 2
+
+    def fixed(self, recipe):
+        return self.fixed_s
+
+    def load(self, size, count):
+        return 0.0
+
+    def cache(self, size, blocks, count, augmented, runtime):
+        return (count + augmented / 2) * self.per_image * self._area(size)
+
+    def head_epoch(self, count):
+        return count * 1e-5
+
+    def fine_tune_epoch(self, size, blocks, count):
+        return count * blocks * self.per_block * self._area(size)
+
+    def predict(self, size, blocks, count, runtime):
+        return count * self.per_image * self._area(size)
+
+
+SMALL = Counts(900, 100, 10_000)  # fashion-mnist-1k
+FULL = Counts(54_000, 6_000, 10_000)
+
+
+@pytest.mark.parametrize("counts", [SMALL, FULL, Counts(4_800, 600, 600)])
+@pytest.mark.parametrize("budget", [30, 60, 180, 600, 900, 3600])
+def test_a_plan_always_fits_the_budget_or_says_what_would(counts, budget):
+    costs = FakeCosts()
+    try:
+        plan = make_plan(budget, counts, costs, median_side=28, elapsed_s=5, **LITE)
+    except BudgetTooSmall as exc:
+        assert exc.needed_s > budget
+        plan = make_plan(exc.needed_s + 1e-6, counts, costs, median_side=28, elapsed_s=5, **LITE)
+        assert plan.recipe.epochs >= 1  # what it said would do does
+        return
+    assert plan.seconds <= (budget - 5) * HEADROOM + 1e-9
+    assert plan.seconds == pytest.approx(sum(expected_stages(plan.recipe, counts, costs).values()))
+    r = plan.recipe
+    assert r.epochs >= 1 and r.views >= 1 and r.image_size >= 32 and r.fine_tune_blocks >= 1
+
+
+def test_more_budget_never_buys_less_training():
+    costs, previous = FakeCosts(), None
+    for budget in (40, 60, 90, 150, 300, 900):
+        r = make_plan(budget, SMALL, costs, median_side=28, **LITE).recipe
+        work = r.views * r.image_size ** 2 + 100 * r.fine_tune_epochs * r.fine_tune_blocks + r.epochs
+        assert previous is None or work >= previous
+        previous = work
+
+
+def test_the_users_settings_are_kept_whatever_the_budget():
+    fixed = Fixed(image_size=96, epochs=4, fine_tune_blocks=5)
+    for budget in (120, 300, 900):
+        r = make_plan(budget, FULL, FakeCosts(per_block=2e-5), fixed, median_side=28, **LITE).recipe
+        assert (r.image_size, r.epochs, r.fine_tune_blocks) == (96, 4, 5)
+    r = make_plan(600, SMALL, FakeCosts(), Fixed(fine_tune_epochs=0), median_side=28, **LITE).recipe
+    assert r.fine_tune_epochs == 0
+
+
+def test_a_budget_too_small_for_the_users_settings_is_refused():
+    with pytest.raises(BudgetTooSmall):
+        make_plan(60, FULL, FakeCosts(), Fixed(image_size=224, fine_tune_epochs=20, fine_tune_blocks=10),
+                  median_side=28, **LITE)
+
+
+def test_the_target_recipe_follows_the_measured_best():
+    assert target_recipe(FULL, 28, 224, 18) == Recipe(64, 10, 1, 5, 5)  # RESULTS: full Fashion-MNIST
+    photo = target_recipe(Counts(4_800, 600, 600), 240, 224, 18)
+    assert (photo.image_size, photo.fine_tune_blocks) == (160, 6)  # photo-sized: 160 px, 6 blocks
+    assert target_recipe(SMALL, 28, 224, 18).views == 4
+    assert target_recipe(SMALL, 28, 224, 18).image_size == 96  # budget.py, fashion-mnist-1k: val 0.88 vs 0.83
+
+
+def test_a_tighter_budget_shrinks_views_before_depth_and_size():
+    target = target_recipe(SMALL, 28, 224, 18)
+    middling = make_plan(30, SMALL, FakeCosts(), median_side=28, **LITE).recipe
+    assert middling.views < target.views and middling.fine_tune_blocks == target.fine_tune_blocks
+    assert middling.image_size == target.image_size == 96
+
+
+def test_time_to_spare_buys_epochs_and_views_not_size_or_depth():
+    target = target_recipe(SMALL, 28, 224, 18)
+    roomy = make_plan(3600, SMALL, FakeCosts(), median_side=28, **LITE).recipe
+    assert (roomy.views, roomy.image_size, roomy.fine_tune_blocks) == (8, target.image_size, target.fine_tune_blocks)
+    assert roomy.fine_tune_epochs == 3 * target.fine_tune_epochs
+
+
+def test_the_plan_never_depends_on_the_test_split_beyond_its_size():
+    """make_plan gets the split sizes and costs only: nothing of the test images or labels can
+    reach it (the probe decodes training images). Same sizes: the same plan."""
+    import inspect
+    assert "test" not in inspect.signature(make_plan).parameters
+    a = make_plan(120, Counts(900, 100, 10_000), FakeCosts(), median_side=28, **LITE)
+    b = make_plan(120, Counts(900, 100, 10_000), FakeCosts(), median_side=28, **LITE)
+    assert a == b
+
+
+def test_default_budget_grows_with_the_data():
+    assert default_budget(SMALL, 28) == pytest.approx(67.65, abs=0.1)
+    assert default_budget(FULL, 28) == pytest.approx(519.0)
+    assert default_budget(Counts(4_800, 600, 600), 240) > default_budget(Counts(4_800, 600, 600), 64)
+    assert default_budget(Counts(10_000_000, 0, 0), 28) == 3600
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400),
+                                           ("2.5m", 150), ("45", 45), (" 3M ", 180)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, message", [("0", "more than 0"), ("0s", "more than 0"), ("abc", "a duration"),
+                                           ("-5", "a duration"), ("10 minutes", "a duration"), ("", "a duration")])
+def test_bad_durations_are_one_line_errors(text, message):
+    with pytest.raises(ImgclfError, match=message):
+        parse_duration(text)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_deadline_allows_what_fits_and_keeps_the_reserve():
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=20.0, clock=clock)
+    assert deadline.allows(70) and not deadline.allows(81)
+    assert not deadline.allows(70, keep_s=15)
+    clock.now = 60
+    assert deadline.left() == 40 and deadline.allows(20) and not deadline.allows(21)
+
+
+def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):
+    """Planned at 5 s an epoch, each epoch takes 30 s on the fake clock: with 100 s and a 20 s
+    reserve the head phase stops after two epochs (a third would end at 90 s) and says so."""
+    import keras
+    import tensorflow as tf
+
+    from imgclf.config import TrainConfig
+    from imgclf.training.phases import EarlyStopping, EpochLog, Phase, fit_phase
+    clock = FakeClock()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[np.arange(16) % 2]
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    def batches(epoch):
+        clock.now += 30  # a slow machine: every epoch costs 30 s
+        return data
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"head": 5.0}, clock=clock)
+    rows = fit_phase(Phase(model, batches, None, 2), "head", TrainConfig(patience=50), 1e-2, 10,
+                     EarlyStopping(50, model), EpochLog(verbose=False), None, deadline=deadline)
+    assert len(rows) == 2  # 0 -> 30 -> 60 s; a third epoch (to 90 s) would eat the 20 s reserve
+    assert "budget: ending the head phase after 2 of 10 epochs" in capsys.readouterr().out
