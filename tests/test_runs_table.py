@@ -98,8 +98,17 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
     assert err.count("\n") == 1 and "no such runs folder" in err
     assert main(["runs", str(runs), "--compare", "alpha", "zeta"]) == 2
     assert "zeta: no such run" in capsys.readouterr().err
+    assert main(["runs", str(runs), "--sort", "colour"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--sort colour: unknown key; use one of name, date," in err
+
+
+def test_the_help_names_every_sort_key(capsys):
+    from imgclf.evaluation.runs import SORT_KEYS
     with pytest.raises(SystemExit):
-        main(["runs", str(runs), "--sort", "colour"])
+        main(["runs", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(key in help_text for key in SORT_KEYS)
 
 
 def test_compare_page_puts_two_runs_side_by_side(runs, tmp_path, capsys):
