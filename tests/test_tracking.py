@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 
 import pytest
@@ -100,3 +101,18 @@ def test_mlflow_flag_without_mlflow_installed_is_one_line_before_training(tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--mlflow needs MLflow" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_train_with_the_flag_logs_the_run_it_made(tmp_path, monkeypatch, capsys):
+    """The wiring: `imgclf train --mlflow` logs the complete run after it is written."""
+    from imgclf.data.datasets import write_digits
+    write_digits(tmp_path / "digits", per_class=6)
+    runs = tmp_path / "runs"
+    assert main(["train", str(tmp_path / "digits"), "--runs-dir", str(runs), "--image-size", "32", "--epochs", "1",
+                 "--fine-tune-epochs", "0", "--batch-size", "16", "--test-fraction", "0.3", "-q", "--mlflow"]) == 0
+    out = capsys.readouterr().out
+    run_id = re.search(r"mlflow: logged digits as run (\w+)", out).group(1)
+    logged = client_for(tracking.default_uri(runs), monkeypatch).get_run(run_id)
+    assert logged.data.params["data.image_size"] == "32" and RunRecord(runs / "digits").is_complete
+    assert logged.data.metrics["test_accuracy"] == pytest.approx(RunRecord(runs / "digits").read_metrics()["accuracy"])
