@@ -41,7 +41,7 @@ class TrainResult:
 
 
 def train(data: str | Path | None = None, *, config: str | Path | None = None, verbose: bool = True,
-          budget: str | float | None = None, **overrides: Any) -> TrainResult:
+          budget: str | float | None = None, mlflow: bool = False, **overrides: Any) -> TrainResult:
     """Train a classifier on a folder (or CSV) of labelled images, evaluate it, write the run.
 
     Args:
@@ -50,6 +50,7 @@ def train(data: str | Path | None = None, *, config: str | Path | None = None, v
         verbose: progress bars and per-epoch lines on stdout.
         budget: the whole run's time, ``"90s"``, ``"10m"``, ``"1h"`` or seconds; None: the
             default budget (train.budget_s in the config, else planner.default_budget).
+        mlflow: log the finished run to MLflow (also when ``$MLFLOW_TRACKING_URI`` is set).
         **overrides: any config key by its own name (``epochs=3``, ``backbone="resnet50"``).
 
     Returns:
@@ -63,16 +64,17 @@ def train(data: str | Path | None = None, *, config: str | Path | None = None, v
     if budget is not None:
         from imgclf.options import parse_duration
         overrides["budget_s"] = parse_duration(budget, "budget")
-    return run_training(resolve_config(data, config, **overrides), verbose=verbose, started=started)
+    return run_training(resolve_config(data, config, **overrides), verbose=verbose, started=started, mlflow=mlflow)
 
 
 def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None = None,
-                 started: float | None = None, show_plan: bool | None = None) -> TrainResult:
+                 started: float | None = None, show_plan: bool | None = None, mlflow: bool = False) -> TrainResult:
     """Everything ``imgclf train`` does, from a resolved config. See train().
 
     Every check that can fail on the user's input runs before the run directory is created.
     One process on the cached path is planned to the budget, counted from ``started``
     (time.monotonic(); default now); the plan is printed when ``show_plan`` (default: verbose).
+    The complete run is then logged to MLflow when ``mlflow`` or $MLFLOW_TRACKING_URI asks.
     With a multi-worker ``cluster``
     (imgclf.training.distribute) every worker runs this with the same config and the former
     fixed defaults (a plan from each worker's own timings could differ); only the chief creates
@@ -99,10 +101,11 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
         from imgclf.training.budget import Deadline
         record.write_plan({"plan": job.plan.to_dict()})
         deadline = Deadline.for_plan(job.plan, started)
-    return _execute(job, record, verbose, strategy=strategy, cluster=cluster, deadline=deadline)
+    return _tracked(_execute(job, record, verbose, strategy=strategy, cluster=cluster, deadline=deadline), mlflow)
 
 
-def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster | None = None) -> TrainResult:
+def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster | None = None,
+                    mlflow: bool = False) -> TrainResult:
     """Continue an interrupted run from its last checkpoint, in either phase.
 
     The run's own config.yaml and split.csv are used, so the data, split and settings are those
@@ -134,7 +137,13 @@ def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster 
         print(f"resuming {record.path} after {len(state.rows)} epochs ({state.phase} phase)")
     if not cluster.is_chief:
         return _as_worker(job, verbose, strategy, cluster, resume=state)
-    return _execute(job, record, verbose, resume=state, strategy=strategy, cluster=cluster)
+    return _tracked(_execute(job, record, verbose, resume=state, strategy=strategy, cluster=cluster), mlflow)
+
+
+def _tracked(result: TrainResult, mlflow: bool) -> TrainResult:
+    from imgclf.evaluation.tracking import track  # after the run is whole; a failure only warns
+    track(result.run_dir, mlflow)
+    return result
 
 
 def _as_worker(job: Job, verbose, strategy, cluster, resume=None) -> TrainResult:

@@ -52,11 +52,18 @@ def _cmd_train(args) -> int:
         from imgclf.options import parse_duration
         overrides["train.budget_s"] = parse_duration(args.budget)
     cfg = load_config(args.config, {**({"data.path": args.data} if args.data else {}), **overrides})
+    _mlflow_installed(args)
     _tensorflow(args)
     result = run_training(cfg, verbose=not args.quiet, cluster=_cluster(args), started=args.started,
-                          show_plan=True)
+                          show_plan=True, mlflow=args.mlflow)
     _summarise(result, args.quiet)
     return 0
+
+
+def _mlflow_installed(args) -> None:
+    if args.mlflow:  # before any training: a missing MLflow must not cost the run's time
+        from imgclf.evaluation.tracking import check_installed
+        check_installed()
 
 
 def _summarise(result, quiet: bool) -> None:
@@ -77,8 +84,9 @@ def _cmd_resume(args) -> int:
     if given:
         raise ImgclfError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
     RunRecord.interrupted(args.resume)
+    _mlflow_installed(args)
     _tensorflow(args)
-    result = resume_training(args.resume, verbose=not args.quiet, cluster=_cluster(args))
+    result = resume_training(args.resume, verbose=not args.quiet, cluster=_cluster(args), mlflow=args.mlflow)
     _summarise(result, args.quiet)
     return 0
 
@@ -175,11 +183,14 @@ def _cmd_datasets(args) -> int:
 
 def _cmd_serve(args) -> int:
     from imgclf.serve import Limits, serve
+    from imgclf.serve.access import read_api_key
     _exists(args.run)
+    api_key = read_api_key(args.api_key_file)  # a bad key file fails before TensorFlow loads
     _tensorflow(args, model=args.run)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_images=args.max_images,
                     max_pixels=args.max_pixels)
-    serve(args.run, host=args.host, port=args.port, workers=args.workers, limits=limits)
+    serve(args.run, host=args.host, port=args.port, workers=args.workers, limits=limits, api_key=api_key,
+          cors_origins=tuple(args.cors_origin), access_log=args.access_log)
     return 0
 
 
@@ -207,9 +218,30 @@ def _cmd_export(args) -> int:
     return 2 if failed else 0
 
 
+def _cmd_runs(args) -> int:
+    from imgclf.evaluation.runs import format_runs, list_runs
+    if args.compare:
+        from imgclf.evaluation.runs_page import write_comparison
+        a, b = (_run_in(args.runs_dir, name) for name in args.compare)
+        out = write_comparison(a, b, args.out or f"compare-{a.path.name}-{b.path.name}.html")
+        print(f"wrote {out}")
+        return 0
+    rows = list_runs(args.runs_dir, sort=args.sort)
+    print(json.dumps(rows, indent=2) if args.json else format_runs(rows))
+    return 0
+
+
+def _run_in(runs_dir: str, name: str) -> RunRecord:
+    """A run given by its name in ``runs_dir`` or by its own path; one line if it is neither."""
+    for path in (Path(runs_dir) / name, Path(name)):
+        if RunRecord(path).config_path.is_file():
+            return RunRecord(path)
+    raise ImgclfError(f"{name}: no such run (looked in {runs_dir} and for a run directory {name})")
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export,
             "inspect": _cmd_inspect, "backbones": _cmd_backbones, "datasets": _cmd_datasets,
-            "serve": _cmd_serve}
+            "serve": _cmd_serve, "runs": _cmd_runs}
 
 
 def _exists(path: str) -> None:

@@ -64,6 +64,10 @@ def _add_train(sub, common) -> None:
                         "with its own --worker-index. Without it, TF_CONFIG is used when set")
     p.add_argument("--worker-index", type=int, metavar="I",
                    help="this machine's position in --workers (0 is the chief, which writes the run)")
+    p.add_argument("--mlflow", action="store_true",
+                   help="log the finished run to MLflow: config as params, history and test metrics as "
+                        "metrics, report, plots and model as artefacts; to $MLFLOW_TRACKING_URI (which also "
+                        "turns this on) or a local file store RUNS_DIR/mlruns. Needs imgclf[mlflow]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -83,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also show TensorFlow's own start-up log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_train, _add_evaluate, _add_predict, _add_export, _add_inspect, _add_backbones,
-                _add_datasets, _add_serve):
+                _add_datasets, _add_serve, _add_runs):
         add(sub, common)
     return parser
 
@@ -184,3 +188,27 @@ def _add_serve(sub, common) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit in MiB (default 10)")
     p.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
     p.add_argument("--max-pixels", type=int, default=25_000_000, help="pixels per image (default 25 million)")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="require 'Authorization: Bearer <key>' on /predict and /model, the key being this "
+                        "file's first line (default: $IMGCLF_API_KEY if set; /health stays open)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. https://app.example.com) call the API (repeatable)")
+    p.add_argument("--access-log", action="store_true",
+                   help="one line per request: time, client, method, path, status, latency ms, images")
+
+
+def _add_runs(sub, common) -> None:
+    p = sub.add_parser("runs", parents=[common], help="list the runs in a folder, or compare two",
+                       description="A table of the runs in RUNS_DIR: name, date, backbone, image size, "
+                                   "budget, wall time, test accuracy and macro-F1 (with intervals when "
+                                   "metrics.json has them), epochs, complete or interrupted. --compare A B "
+                                   "writes one HTML page with both runs' curves, per-class F1 and "
+                                   "confusion matrices side by side.")
+    p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default runs")
+    p.add_argument("--sort", default="date", metavar="KEY",  # checked by list_runs: no import here
+                   help="name, date (default), backbone, size, budget, wall, accuracy, macro_f1 or status; "
+                        "metrics sort best first")
+    p.add_argument("--json", action="store_true", help="one JSON list of the rows")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="two runs (names in RUNS_DIR, or run directories) to put side by side")
+    p.add_argument("--out", help="with --compare: the HTML file (default compare-A-B.html)")

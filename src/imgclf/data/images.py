@@ -3,7 +3,8 @@
 Every decode goes through :func:`read_image`, so training, evaluation and prediction see the
 same pixels: EXIF orientation applied, transparency composited on white, grayscale, palette,
 CMYK and 16-bit images brought to 8-bit RGB, and decompression bombs refused from the header
-before any pixel is decoded.
+before any pixel is decoded. HEIC/HEIF (phone photos) decode through the ``pillow-heif`` plugin,
+registered with Pillow on the first decode; AVIF through Pillow's own plugin.
 
 Example:
     >>> img = read_image("photos/cat/1.jpg")
@@ -25,15 +26,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgclf.errors import ImgclfError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif",
+                    ".avif")
 DEFAULT_MAX_PIXELS = 64_000_000
 
 # Pillow plugins tried, in order; restricting them means a PSD or an SVG renamed .jpg is
 # reported as "not an image" instead of being half-supported.
-_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "HEIF", "AVIF")
+# The major brands of an ISO base media file that is a HEIF (HEIC, AVIF) still image.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
 _ALPHA_MODES = ("RGBA", "LA", "La", "PA", "RGBa")
 # Pillow raises any of these (and zlib.error) for a file that identifies but will not decode.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, RuntimeError, struct.error,
+                  zlib.error)
 
 
 class BadImage(ImgclfError):
@@ -68,7 +73,8 @@ def read_image(path: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_MAX
     """Decode one image file fully into an 8-bit RGB Pillow image.
 
     Args:
-        path: a jpg, jpeg, png, bmp, gif (first frame), webp or tiff file, or an open binary
+        path: a jpg, jpeg, png, bmp, gif (first frame), webp, tiff, heic/heif or avif file
+            (the primary image of a HEIF container), or an open binary
             file-like object holding one (``io.BytesIO(upload)``: decoded in memory).
         max_pixels: refuse images whose header claims more than this many pixels.
         draft_size: if given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both
@@ -187,12 +193,30 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
         raise BadImage(f"cannot read file ({exc.strerror or exc})", path) from None
 
 
+def _register_plugins() -> None:
+    """pillow-heif's HEIF opener, once per process, when the first image is decoded (not at
+    import: importing imgclf changes nothing in Pillow)."""
+    global _plugins_registered
+    if not _plugins_registered:
+        from pillow_heif import register_heif_opener
+        register_heif_opener()
+        _plugins_registered = True
+
+
+_plugins_registered = False
+
+
 def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None, full_below: int = 0
             ) -> tuple[Image.Image, ImageInfo]:
+    _register_plugins()
     try:
         img = Image.open(fp, formats=_FORMATS)
     except UnidentifiedImageError:
-        raise BadImage("not an image", path) from None
+        # libheif refuses a damaged HEIF/AVIF file while Pillow identifies it: say which it is.
+        fp.seek(0)
+        head = fp.read(12)
+        damaged = head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+        raise BadImage("truncated or corrupt image header" if damaged else "not an image", path) from None
     except Image.DecompressionBombError as exc:
         # Pillow's own guard (a process-wide limit) fired first; report it against ours.
         raise BadImage(_bomb_reason(str(exc), max_pixels), path) from None

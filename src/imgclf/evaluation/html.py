@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,13 @@ def duration(seconds: Any) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def page(title: str, body: str, css: str = "") -> str:
+    """A whole self-contained HTML page: ``title`` (text, escaped here) and ``body`` (HTML already)
+    inside ``<main>``, the stylesheet (plus ``css``) inline, a footer with the time it was written."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{e(title)}</title><style>{CSS}{css}</style></head>"
+            f"<body><main>{body}<footer>written by imgclf on {time.strftime('%Y-%m-%d %H:%M')}</footer>"
+            "</main></body></html>\n")

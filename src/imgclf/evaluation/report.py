@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
-from imgclf.evaluation.html import (CSS, bar, duration, e, facts, figure, note, num, pct, section, table,
+from imgclf.evaluation.html import (bar, duration, e, facts, figure, note, num, page, pct, section, table,
                                     to_float)
 from imgclf.evaluation.metrics import HEADLINES, Headline
 from imgclf.evaluation.plan_report import plan_section
@@ -271,13 +270,7 @@ def write_report(path: str | Path, *, title: str, config: dict, data_report: dic
         section("figures", "Other figures", others) if others else "",
         _config_section(config, run_info),
     ])
-    written = time.strftime("%Y-%m-%d %H:%M")
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>{e(title)} · imgclf report</title><style>{CSS}</style></head>"
-            f"<body><main>{body}<footer>written by imgclf on {written}</footer>"
-            "</main></body></html>\n")
-    write_text_atomic(path, page)
+    write_text_atomic(path, page(f"{title} · imgclf report", body))
     return Path(path)
 
 

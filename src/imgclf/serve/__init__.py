@@ -1,7 +1,8 @@
 """The serving stage: one model behind an HTTP API and a web page.
 
 Owns: the FastAPI app and its endpoints (``app``), reading request bodies into images within
-limits (``requests``), the model card (``card``), running uvicorn on one or several processes
+limits (``requests``), the model card (``card``), who may call it and the access log
+(``access``), running uvicorn on one or several processes
 (``server``), and the page (``assets/``). May import: ``imgclf.deploy`` (it loads models only
 through ``imgclf.deploy.load``), ``imgclf.data.images``, ``imgclf.record``, ``imgclf.ranking``.
 

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 
 from imgclf.errors import ImgclfError
 from imgclf.ranking import top_k as rank
+from imgclf.serve.access import AccessLog, require_key
 from imgclf.serve.card import model_card
 from imgclf.serve.requests import ApiError, Limits, read_body, read_uploads
 
@@ -72,6 +73,7 @@ class _State:
         self.error: str | None = None
         self.lock = threading.Lock()  # one forward pass at a time: interpreters are not thread-safe
         self.limiter: anyio.CapacityLimiter | None = None
+        self.api_key: str | None = None  # None: /predict and /model are open
 
     def load(self, background: bool = False) -> None:
         from imgclf.deploy import predict
@@ -120,7 +122,7 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
         "images": {"type": "array", "items": {"type": "string", "description": "base64 or a data: URL"}}}}},
     "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503)}
 
 
 def _error(status: int, error: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
@@ -150,7 +152,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, bug)
 
 
-def create_app(source: str | Path, *, limits: Limits | None = None, preload: bool = False) -> FastAPI:
+def create_app(source: str | Path, *, limits: Limits | None = None, preload: bool = False,
+               api_key: str | None = None, cors_origins: tuple[str, ...] = (), access_log: bool = False) -> FastAPI:
     """The FastAPI app serving one model.
 
     Args:
@@ -158,6 +161,10 @@ def create_app(source: str | Path, *, limits: Limits | None = None, preload: boo
         limits: request limits (defaults: :class:`Limits`).
         preload: load the model now (a bad source raises ImgclfError here) instead of in the
             background after start-up, while ``/health`` answers 503.
+        api_key: when set, ``/predict`` and ``/model`` answer 401 unless the request carries
+            ``Authorization: Bearer <api_key>``; ``/health`` and the page stay open.
+        cors_origins: browser origins on other hosts allowed to call the API (CORS).
+        access_log: one line per request on stdout (serve.access.AccessLog).
 
     Returns:
         The app; run it with uvicorn.
@@ -169,6 +176,7 @@ def create_app(source: str | Path, *, limits: Limits | None = None, preload: boo
         'ready'
     """
     state = _State(Path(source), limits or Limits())
+    state.api_key = api_key or None
     if preload:
         state.load()
 
@@ -188,6 +196,12 @@ def create_app(source: str | Path, *, limits: Limits | None = None, preload: boo
     _add_error_handlers(app)
     app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
     _add_routes(app, state)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    if access_log:
+        app.add_middleware(AccessLog)  # added last: outermost, so it times and logs every answer
     return app
 
 
@@ -206,18 +220,21 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         return JSONResponse({"status": status, "detail": state.error}, status_code=503)
 
     @app.get("/model", responses=_ERRORS)
-    async def model():
+    async def model(request: Request):
         """The model card: backbone, input size, class names, the run's test metrics, the limits."""
+        require_key(request.headers.get("authorization"), state.api_key)
         state.ready()
         return {**state.card, "limits": asdict(state.limits)}
 
     @app.post("/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def predict(request: Request, top_k: int = 5):
         """Top-k classes with probabilities for each image, in the order they were sent."""
+        require_key(request.headers.get("authorization"), state.api_key)
         state.ready()
         if not 1 <= top_k <= state.limits.max_top_k:
             raise ApiError(422, "invalid parameter", f"top_k must be 1-{state.limits.max_top_k}, got {top_k}")
         uploads = await read_uploads(request, await read_body(request, state.limits.max_upload_bytes))
+        request.state.images = len(uploads)  # for the access log
         if not uploads:
             raise ApiError(400, "no images", "the request holds no image")
         if len(uploads) > state.limits.max_images:

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from imgclf.errors import ImgclfError
+from imgclf.serve.access import exposure_warning
 from imgclf.serve.app import create_app, log
 from imgclf.serve.requests import Limits
 
@@ -33,7 +34,8 @@ def app_from_env():
     if not runs_without_tensorflow(spec["source"]):
         import_tensorflow_quietly()
     try:
-        return create_app(spec["source"], limits=Limits(**spec.get("limits", {})), preload=True)
+        return create_app(spec["source"], limits=Limits(**spec.get("limits", {})), preload=True,
+                          **spec.get("access", {}))
     except ImgclfError as exc:
         from uvicorn.config import STARTUP_FAILURE
         log.error("imgclf: error: %s", exc)
@@ -57,7 +59,8 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          limits: Limits | None = None, log_level: str = "info") -> None:
+          limits: Limits | None = None, log_level: str = "info", api_key: str | None = None,
+          cors_origins: tuple[str, ...] = (), access_log: bool = False) -> None:
     """Serve a model until interrupted: the API, the page and the OpenAPI schema.
 
     Args:
@@ -67,6 +70,11 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
         workers: processes, each loading the model once before it takes requests.
         limits: request limits.
         log_level: uvicorn's log level.
+        api_key: required as ``Authorization: Bearer <key>`` on /predict and /model (None: open);
+            without one, binding a non-loopback address prints a one-line warning.
+        cors_origins: browser origins on other hosts allowed to call the API.
+        access_log: imgclf's one line per request (method, path, status, latency, images)
+            instead of uvicorn's access lines.
 
     Example:
         >>> serve("runs/digits", port=8080)  # doctest: +SKIP
@@ -79,15 +87,20 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
     if workers < 1:
         raise ImgclfError(f"--workers must be at least 1, got {workers}")
     limits = limits or Limits()
+    access = {"api_key": api_key, "cors_origins": tuple(cors_origins), "access_log": access_log}
+    warning = exposure_warning(host, api_key)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     sock = _listen_socket(host, port)  # a busy port fails here, before the model loads
     try:
         if workers == 1:
-            app = create_app(source, limits=limits, preload=True)  # a bad model fails here, in one line
-            uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+            app = create_app(source, limits=limits, preload=True, **access)  # a bad model fails here, in one line
+            uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=not access_log)).run(sockets=[sock])
             return
-        os.environ[_ENV] = json.dumps({"source": str(Path(source).resolve()), "limits": asdict(limits)})
+        os.environ[_ENV] = json.dumps({"source": str(Path(source).resolve()), "limits": asdict(limits),
+                                       "access": access})
         config = uvicorn.Config("imgclf.serve.server:app_from_env", factory=True, host=host, port=port,
-                                workers=workers, log_level=log_level)
+                                workers=workers, log_level=log_level, access_log=not access_log)
         logging.getLogger("uvicorn.error").info("imgclf: %d workers on http://%s:%d", workers, host, port)
         supervisor = Multiprocess(config, sockets=[sock])
         supervisor.run()

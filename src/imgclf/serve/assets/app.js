@@ -7,6 +7,22 @@ let numClasses = 0;
 const $ = (id) => document.getElementById(id);
 const percent = (p) => (100 * p).toFixed(p >= 0.9995 || p < 0.0005 ? 0 : 1) + "%";
 
+// A server started with an API key answers 401 on /model and /predict: ask for the key (once more
+// if it is refused), keep it for this browser tab (sessionStorage), send it as a Bearer token.
+const KEY_ITEM = "imgclf-api-key";
+
+async function apiFetch(url, options = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401 || attempt > 1) return response;  // asked, and asked again if refused
+    const given = window.prompt(key ? "That API key was refused. API key:" : "This server needs an API key:");
+    if (!given) return response;
+    sessionStorage.setItem(KEY_ITEM, given.trim());
+  }
+}
+
 function setStatus(state, text) {
   const pill = $("status");
   pill.dataset.state = state;
@@ -16,7 +32,7 @@ function setStatus(state, text) {
 async function loadModelCard() {
   let response;
   try {
-    response = await fetch("/model");
+    response = await apiFetch("/model");
   } catch (err) {
     setStatus("error", "Server unreachable");
     return;
@@ -24,6 +40,10 @@ async function loadModelCard() {
   if (response.status === 503) {  // still loading: ask again shortly
     setStatus("loading", "Loading model…");
     setTimeout(loadModelCard, 1000);
+    return;
+  }
+  if (response.status === 401) {
+    setStatus("error", "API key needed");
     return;
   }
   if (!response.ok) {
@@ -120,7 +140,7 @@ async function classify(file) {
   body.append("files", file, file.name);
   let response, data;
   try {
-    response = await fetch(`/predict?top_k=${TOP_K}`, { method: "POST", body });
+    response = await apiFetch(`/predict?top_k=${TOP_K}`, { method: "POST", body });
     data = await response.json();
   } catch (err) {
     showError("The server did not answer.");
