@@ -23,7 +23,11 @@ import numpy as np
 from imgclf.health.findings import Fact, HealthReport, Suspect
 from imgclf.health.hashing import PHASH_DISTANCE, build_groups, equal_pairs, phash_pairs
 
-NEAR_COSINE = 0.95  # cosine of projected features at or above which two images are near copies
+# Cosine of projected features at or above which two images are near copies, and the least
+# cosine that confirms a perceptual-hash match (28-px Fashion-MNIST look-alikes share hashes;
+# benchmarks/check.py measured both).
+NEAR_COSINE = 0.96
+PHASH_CONFIRM = 0.80
 
 
 def _items(dataset) -> tuple[list[str], list[str], list[str]]:
@@ -139,6 +143,13 @@ def _feature_findings(report: HealthReport, features: np.ndarray, good: np.ndarr
     from imgclf.health.labels import label_issues
     x = project(features, seed=seed)
     index, sim = neighbours(x, k=10)
+    position = np.full(int(good.max()) + 1, -1)
+    position[good] = np.arange(len(good))
+    for name in [n for n in links if n.startswith("phash")]:
+        pairs = links[name]
+        if len(pairs):
+            a, b = position[pairs[:, 0]], position[pairs[:, 1]]
+            links[name] = pairs[np.einsum("ij,ij->i", x[a], x[b]) >= PHASH_CONFIRM]
     links[f"cosine>={near_cosine:g}"] = good[similar_pairs(index, sim, near_cosine)]
     class_index = {name: i for i, name in enumerate(class_names)}
     y = np.array([class_index[labels[i]] for i in good], np.int64)
