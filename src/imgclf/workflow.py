@@ -86,6 +86,8 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
                       verbose=verbose if show_plan is None else show_plan)
     if not cluster.is_chief:
         return _as_worker(job, verbose, strategy, cluster)
+    from imgclf.health import train_checks
+    health = train_checks(job.dataset, job.cfg.data.path, strict=job.cfg.data.strict)
     record = RunRecord.create(job.cfg.runs_dir, job.cfg.name)
     if verbose:
         print(f"run directory: {record.path}" + (f" ({cluster.describe()})" if cluster.size > 1 else ""))
@@ -93,7 +95,7 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
     record.write_config(job.cfg)
     record.write_labels(job.dataset.class_names)
     record.write_split(job.dataset.split_rows())
-    record.write_data_report(job.dataset.report.to_dict())
+    record.write_data_report({**job.dataset.report.to_dict(), "health": health.to_dict()})
     deadline = None
     if job.plan is not None:
         from imgclf.training.budget import Deadline

@@ -43,6 +43,7 @@ def _cmd_train(args) -> int:
     overrides["train.fine_tune_layers"] = args.fine_tune_layers
     overrides["train.fine_tune_blocks"] = args.fine_tune_blocks
     overrides["train.feature_cache"] = False if args.plain else None
+    overrides["data.strict"] = True if args.strict_data else None
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:

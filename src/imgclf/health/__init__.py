@@ -16,9 +16,9 @@ Example:
     >>> report.counts()["leak"]
     0
 """
-from imgclf.health.check import cheap_checks, check_dataset
+from imgclf.health.check import cheap_checks, check_dataset, train_checks
 from imgclf.health.clean import clean_rows, write_clean_csv
 from imgclf.health.findings import Fact, Group, HealthReport, Suspect
 
-__all__ = ["check_dataset", "cheap_checks", "HealthReport", "Group", "Suspect", "Fact", "clean_rows",
+__all__ = ["check_dataset", "cheap_checks", "train_checks", "HealthReport", "Group", "Suspect", "Fact", "clean_rows",
            "write_clean_csv"]

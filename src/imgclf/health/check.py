@@ -65,6 +65,30 @@ def cheap_checks(dataset) -> HealthReport:
                         checks=["sha256"], seconds={"hash": round(time.perf_counter() - start, 3)})
 
 
+def train_checks(dataset, data_path, strict: bool = False) -> HealthReport:
+    """What ``imgclf train`` runs on every run: :func:`cheap_checks`, one warning line on stderr
+    per kind found, and with ``strict`` a leak as a one-line error (before any run file exists).
+
+    Raises:
+        ImgclfError: ``strict`` and a val/test image is an identical copy of one in another split.
+
+    Example:
+        >>> train_checks(load_dataset("photos"), "photos", strict=True).counts()["leak"]
+        0
+    """
+    import sys
+
+    from imgclf.errors import ImgclfError
+    health = cheap_checks(dataset)
+    where = f"imgclf check {data_path}"
+    if strict and health.leaked():
+        raise ImgclfError(f"{data_path}: {len(health.leaked())} val/test image(s) are identical copies of images "
+                          f"in another split (--strict-data); see `{where}`")
+    for line in health.warnings(where):
+        print(f"imgclf: {line}", file=sys.stderr)
+    return health
+
+
 def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image_size: int = 0,
                   weights: str = "imagenet", seed: int = 42, near_cosine: float = NEAR_COSINE,
                   phash_distance: int = PHASH_DISTANCE, max_pixels: int = 64_000_000,
