@@ -163,31 +163,51 @@ def test_cli_check_json_html_and_bad_flags(tmp_path, capsys):
 # -- with the backbone: near copies by features, label errors, outliers, training ----------------------
 
 
+def _write_photo_tiles(root: Path) -> Path:
+    """Class folders of 96x72 tiles cut from three scikit-image photos (one class each), no two
+    overlapping and none featureless; every fourth tile goes to test/."""
+    import skimage.data
+    for name in ("astronaut", "chelsea", "coffee"):
+        img = Image.fromarray(getattr(skimage.data, name)())
+        spots = [(y, x) for y in range(0, img.height - 72, 72) for x in range(0, img.width - 96, 96)]
+        for n, (y, x) in enumerate(spots):
+            tile = img.crop((x, y, x + 96, y + 72))
+            if np.asarray(tile.convert("L")).std() < 24:
+                continue
+            split = "test" if n % 4 == 3 else "train"
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            tile.save(root / split / name / f"{y}_{x}.png")
+    return root
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    """A split dataset with a cropped+brightened copy leaked into test and two flipped labels."""
-    from PIL import ImageEnhance
-    root = _write_split(tmp_path_factory.mktemp("health") / "d", per_class=(16, 4), seed=3)
-    src = Image.open(root / "train/red/05.png")
-    ImageEnhance.Brightness(src.crop((2, 2, 46, 46))).enhance(1.2).save(root / "test/red/copy.jpg", quality=80)
-    shutil.move(root / "train/green/07.png", root / "train/blue/flipped-green.png")
-    shutil.move(root / "train/red/09.png", root / "train/green/flipped-red.png")
-    return root, check_dataset(_load(root), image_size=96)
+    """Photo tiles with a resized JPEG copy leaked into test and two flipped labels."""
+    root = _write_photo_tiles(tmp_path_factory.mktemp("health") / "d")
+    first = sorted((root / "train/coffee").iterdir())[3]
+    src = Image.open(first)
+    src.resize((144, 108), Image.BICUBIC).save(root / "test/coffee/copy.jpg", quality=90)
+    shutil.move(sorted((root / "train/chelsea").iterdir())[2], root / "train/astronaut/flipped-chelsea.png")
+    shutil.move(sorted((root / "train/coffee").iterdir())[5], root / "train/chelsea/flipped-coffee.png")
+    return root, first.relative_to(root).as_posix(), check_dataset(_load(root), image_size=96)
 
 
 @pytest.mark.slow
 def test_features_find_the_edited_copy_and_cleanlab_the_flipped_labels(planted):
-    root, report = planted
+    root, original, report = planted
     near = [m for m, g in zip(_groups(report), report.groups) if g.kind == "near"]
-    assert ["train/red/05.png", "test/red/copy.jpg"] in near and report.counts()["leak"] >= 1
+    assert near == [[original, "test/coffee/copy.jpg"]] and report.counts()["leak"] == 1
     flagged = {Path(report.paths[s.index]).name: s.suggested for s in report.label_issues}
-    assert flagged.get("flipped-green.png") == "green" and flagged.get("flipped-red.png") == "red"
-    assert len(flagged) <= 4  # the two flips, and little else on data this clean
+    flips = {"flipped-chelsea.png": "chelsea", "flipped-coffee.png": "coffee"}
+    found = {name: label for name, label in flagged.items() if name in flips}
+    # on 64 small tiles cleanlab finds at least one of the two flips, with its true class, and
+    # flags little else (benchmarks/check.py measures recall and precision on real data)
+    assert found and all(flips[name] == label for name, label in found.items()) and len(flagged) <= 3
 
 
 @pytest.mark.slow
 def test_clean_data_with_features_has_no_finding(tmp_path):
-    report = check_dataset(_load(_write_split(tmp_path / "d", per_class=(16, 4), seed=4)), image_size=96)
+    report = check_dataset(_load(_write_photo_tiles(tmp_path / "d")), image_size=96)
     assert {k: v for k, v in report.counts().items() if v} == {}
 
 
@@ -210,11 +230,11 @@ def test_train_warns_of_the_leak_writes_it_into_the_run_and_strict_refuses(tmp_p
 
 @pytest.mark.slow
 def test_write_clean_output_trains(planted, tmp_path):
-    root, report = planted
+    root, _, report = planted
     write_clean_csv(report, tmp_path / "clean.csv", drop_suspects=True)
     with open(tmp_path / "clean.csv") as f:
         rows = list(csv.DictReader(f))
-    assert all(not r["path"].endswith(("copy.jpg", "flipped-red.png")) for r in rows)
+    assert all(not r["path"].endswith(("copy.jpg", "flipped-coffee.png")) for r in rows) and len(rows) > 40
     assert main(["train", str(tmp_path / "clean.csv"), "--runs-dir", str(tmp_path / "runs"), "--image-size", "32",
                  "--epochs", "1", "--fine-tune-epochs", "0", "--batch-size", "8", "-q", "--strict-data"]) == 0
     assert (tmp_path / "runs" / "clean" / "COMPLETE").is_file()
