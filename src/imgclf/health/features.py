@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 DIM = 128  # PCA dimensions kept for neighbours and the linear model
-_BLOCK = 1024  # rows of the similarity matrix at a time: 1024 x 70,000 float32 = 287 MB
+# Rows of the similarity matrix at a time: 256 x 70,000 float32 = 72 MB, and argpartition's int64
+# indices of the same shape twice that; 1024 rows took the check of 70,000 images past 2.7 GB.
+_BLOCK = 256
+_PCA_FIT = 20_000  # rows the PCA is fitted on (randomly chosen); all rows are then projected
 
 
 def feature_forward(backbone: str, image_size: int, data_report, count: int, weights: str = "imagenet"):
@@ -50,7 +53,9 @@ def project(features: np.ndarray, dim: int = DIM, seed: int = 0) -> np.ndarray:
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     keep = min(dim, x.shape[1], max(1, len(x) - 1))
     if keep < x.shape[1]:
-        x = PCA(keep, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
+        rows = np.random.default_rng(seed).permutation(len(x))[:_PCA_FIT]
+        pca = PCA(keep, svd_solver="randomized", random_state=seed).fit(x[np.sort(rows)])
+        x = np.concatenate([pca.transform(x[s:s + 8192]).astype(np.float32) for s in range(0, len(x), 8192)])
     else:
         x = x - x.mean(0)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
