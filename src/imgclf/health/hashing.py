@@ -102,20 +102,20 @@ def equal_pairs(keys: list) -> np.ndarray:
     return np.array(pairs, np.int64).reshape(-1, 2)
 
 
-def components(n: int, pairs: np.ndarray) -> list[list[int]]:
-    """Connected components (of size >= 2) of the graph on n nodes with these edges, each sorted,
-    by scipy's union-find-equivalent ``connected_components``."""
+def components(n: int, pairs: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
+    """The component label of every node, and the components of size >= 2 (each sorted), of the
+    graph on n nodes with these edges: scipy's ``connected_components`` does the union-find."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     if not len(pairs):
-        return []
+        return np.arange(n), []
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, label = connected_components(graph, directed=False)
     sizes = np.bincount(label)
     groups: dict[int, list[int]] = {}
     for i in np.flatnonzero(sizes[label] > 1):
         groups.setdefault(int(label[i]), []).append(int(i))
-    return list(groups.values())
+    return label, list(groups.values())
 
 
 def build_groups(links: dict[str, np.ndarray], file_digests: list[str], pixel_digests: list[str] | None,
@@ -127,11 +127,14 @@ def build_groups(links: dict[str, np.ndarray], file_digests: list[str], pixel_di
     """
     n = len(labels)
     all_pairs = np.concatenate([p for p in links.values() if len(p)] or [np.empty((0, 2), np.int64)])
+    label, found = components(n, all_pairs)
+    # which checks linked something in each component: one pass over each check's pairs
+    linked = {name: set(label[pairs[:, 0]].tolist()) if len(pairs) else set() for name, pairs in links.items()}
     order = {"train": 0, "val": 1, "test": 2}
     groups = []
-    for members in components(n, all_pairs):
+    for members in found:
+        evidence = [name for name in links if int(label[members[0]]) in linked[name]]
         members.sort(key=lambda i: (order.get(splits[i], 3), i))
-        evidence = [name for name, pairs in links.items() if len(pairs) and np.isin(pairs[:, 0], members).any()]
         if len({file_digests[i] for i in members}) == 1 and file_digests[members[0]]:
             kind = "exact"
         elif pixel_digests and len({pixel_digests[i] for i in members}) == 1 and pixel_digests[members[0]]:
