@@ -7,7 +7,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "imgclf"
 SHARED = {"errors", "config", "options", "files", "record", "ranking", "console", "__init__", "__version__"}
 # The pipeline, in order; a package may import itself, the shared modules and those before it.
-ORDER = ["data", "backbones", "runtime", "training", "evaluation", "deploy", "serve", "workflow", "cli"]
+ORDER = ["data", "backbones", "runtime", "training", "health", "evaluation", "deploy", "serve", "workflow", "cli"]
 
 
 def _stage(module: str) -> str:

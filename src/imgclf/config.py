@@ -52,6 +52,7 @@ class DataConfig:
     batch_size: int = 32
     cache: str = "memory"  # decoded, resized images: memory, disk (run_dir/cache), none
     max_pixels: int = 64_000_000  # larger images are refused as decompression bombs
+    strict: bool = False  # refuse to train when a val/test image is a copy of a train image (imgclf.health)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

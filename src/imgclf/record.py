@@ -6,7 +6,7 @@ run-directory path itself. Every write is atomic (imgclf.files). Layout of ``run
     config.yaml        the resolved config, written before training starts
     labels.txt         class names, one per line, in label-index order
     split.csv          split,path,label for every image used (reproducible, auditable)
-    data_report.json   classes, counts, sizes, skipped files with reasons
+    data_report.json   classes, counts, sizes, skipped files with reasons; "health": identical files, leaks
     model.keras        the trained classifier (best weights), preprocessing inside
     history.csv        one row per epoch of both phases
     metrics.json       test-set metrics

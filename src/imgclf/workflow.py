@@ -75,8 +75,7 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
     One process on the cached path is planned to the budget, counted from ``started``
     (time.monotonic(); default now); the plan is printed when ``show_plan`` (default: verbose).
     The complete run is then logged to MLflow when ``mlflow`` or $MLFLOW_TRACKING_URI asks.
-    With a multi-worker ``cluster``
-    (imgclf.training.distribute) every worker runs this with the same config and the former
+    With a multi-worker ``cluster`` (imgclf.training.distribute) every worker runs this with the same config and the former
     fixed defaults (a plan from each worker's own timings could differ); only the chief creates
     and writes the run directory.
     """
@@ -88,6 +87,8 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
                       verbose=verbose if show_plan is None else show_plan)
     if not cluster.is_chief:
         return _as_worker(job, verbose, strategy, cluster)
+    from imgclf.health import train_checks
+    health = train_checks(job.dataset, job.cfg.data.path, strict=job.cfg.data.strict)
     record = RunRecord.create(job.cfg.runs_dir, job.cfg.name)
     if verbose:
         print(f"run directory: {record.path}" + (f" ({cluster.describe()})" if cluster.size > 1 else ""))
@@ -95,7 +96,7 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
     record.write_config(job.cfg)
     record.write_labels(job.dataset.class_names)
     record.write_split(job.dataset.split_rows())
-    record.write_data_report(job.dataset.report.to_dict())
+    record.write_data_report({**job.dataset.report.to_dict(), "health": health.to_dict()})
     deadline = None
     if job.plan is not None:
         from imgclf.training.budget import Deadline
@@ -179,19 +180,10 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
             "resumed": resume is not None, **strategy_info(strategy)}
     metrics = evaluation.metrics if evaluation else None
     if job.plan is not None:
-        record.write_plan({"plan": job.plan.to_dict(), "actual": _actual_stages(job, info, history)})
+        from imgclf.training.budget import actual_stages
+        record.write_plan({"plan": job.plan.to_dict(), "actual": actual_stages(job.started, info, history)})
     _finish(record, cfg, history, metrics, info, verbose)
     return TrainResult(record.path, job.net.model, dataset.class_names, history, metrics)
-
-
-def _actual_stages(job: Job, info: dict, history: list[dict]) -> dict:
-    """Seconds each planned stage took, for plan.json and the report's plan-against-actual table."""
-    stages = {"cache": info.get("cache_seconds", 0.0), "predict": info.get("eval_seconds", 0.0)}
-    for phase in ("head", "fine_tune"):
-        stages[phase] = sum(row["seconds"] for row in history if row["phase"] == phase)
-    total = time.monotonic() - job.started
-    stages["other"] = total - sum(stages.values())
-    return {**{k: round(v, 1) for k, v in stages.items()}, "total": round(total, 1)}
 
 
 def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, verbose: bool) -> None:

@@ -43,6 +43,7 @@ def _cmd_train(args) -> int:
     overrides["train.fine_tune_layers"] = args.fine_tune_layers
     overrides["train.fine_tune_blocks"] = args.fine_tune_blocks
     overrides["train.feature_cache"] = False if args.plain else None
+    overrides["data.strict"] = True if args.strict_data else None
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -154,6 +155,33 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_check(args) -> int:
+    from imgclf import health
+    from imgclf.data import load_dataset
+    from imgclf.health.page import write_page
+    if args.drop_suspects and not args.write_clean:
+        raise ImgclfError("--drop-suspects goes with --write-clean FILE.csv")
+    if args.write_clean and not args.write_clean.lower().endswith(".csv"):
+        raise ImgclfError(f"--write-clean {args.write_clean}: expected a .csv file name")
+    backbone = None if args.backbone.lower() == "none" else args.backbone
+    if backbone:
+        from imgclf.backbones import get_spec
+        get_spec(backbone)  # an unknown name fails before the data is read
+    dataset = load_dataset(args.data, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                           seed=args.seed)
+    if backbone:
+        _tensorflow(args)
+    report = health.check_dataset(dataset, backbone=backbone, image_size=args.image_size, seed=args.seed)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_text())
+    err = sys.stderr if args.json else sys.stdout
+    if args.html:
+        print(f"page: {write_page(report, args.html)}", file=err)
+    if args.write_clean:
+        kept, left = health.write_clean_csv(report, args.write_clean, args.drop_suspects)
+        print(f"clean: {args.write_clean}: {kept} images kept, {left} left out", file=err)
+    return 0
+
+
 def _cmd_backbones(args) -> int:
     from imgclf import backbones
     if not args.verify:
@@ -240,7 +268,7 @@ def _run_in(runs_dir: str, name: str) -> RunRecord:
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export,
-            "inspect": _cmd_inspect, "backbones": _cmd_backbones, "datasets": _cmd_datasets,
+            "inspect": _cmd_inspect, "check": _cmd_check, "backbones": _cmd_backbones, "datasets": _cmd_datasets,
             "serve": _cmd_serve, "runs": _cmd_runs}
 
 

@@ -68,6 +68,8 @@ def _add_train(sub, common) -> None:
                    help="log the finished run to MLflow: config as params, history and test metrics as "
                         "metrics, report, plots and model as artefacts; to $MLFLOW_TRACKING_URI (which also "
                         "turns this on) or a local file store RUNS_DIR/mlruns. Needs imgclf[mlflow]")
+    p.add_argument("--strict-data", action="store_true",
+                   help="refuse to train when a val/test image is an identical copy of a train image")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's own start-up log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_predict, _add_export, _add_inspect, _add_backbones,
+    for add in (_add_train, _add_evaluate, _add_predict, _add_export, _add_inspect, _add_check, _add_backbones,
                 _add_datasets, _add_serve, _add_runs):
         add(sub, common)
     return parser
@@ -148,6 +150,28 @@ def _add_inspect(sub, common) -> None:
                                    "skipped file with the reason.")
     p.add_argument("data")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+
+
+def _add_check(sub, common) -> None:
+    p = sub.add_parser("check", parents=[common], help="find duplicates, train/test leakage, label errors, outliers",
+                       description="Check a dataset (any layout `train` accepts, split as `train` splits it "
+                                   "with the same seed): exact duplicates (bytes, pixels), near duplicates "
+                                   "(perceptual hash, backbone features), leakage across splits, conflicting "
+                                   "labels, likely label errors (cleanlab), outliers, tiny images, extreme "
+                                   "aspect ratios, grayscale among colour and class imbalance.")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true", help="print every finding as JSON instead of the summary")
+    p.add_argument("--html", metavar="OUT", help="write a self-contained page with thumbnails of each finding")
+    p.add_argument("--backbone", default="efficientnet_lite0",
+                   help="backbone whose features compare images (default efficientnet_lite0); none: hashes only")
+    p.add_argument("--image-size", type=int, default=0, help="its input side (default: as `train` chooses)")
+    p.add_argument("--write-clean", metavar="FILE.csv",
+                   help="write path,label,split with duplicates collapsed and leaked copies out of val/test")
+    p.add_argument("--drop-suspects", action="store_true",
+                   help="with --write-clean: also leave out likely label errors and outliers")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)

@@ -44,6 +44,8 @@ class Dataset:
     layout: str
     # path -> RGB Pillow image, decoded while checking (small images only); load_images(decoded=)
     decoded: dict = field(default_factory=dict, repr=False)
+    # path -> ImageInfo (size and mode as stored, sha256 of the bytes) of every readable image
+    infos: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -126,7 +128,8 @@ def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
         paths[split] = [p for p, _ in rows]
         split_labels[split] = np.array([y for _, y in rows], dtype=np.int32)
     report = build_report(found, class_names, split_labels, [info for _, info in good], skipped, notes)
-    return Dataset(class_names, paths, split_labels, report, found.root, found.layout, decoded)
+    infos_by_path = {entry[0]: info for entry, info in good}
+    return Dataset(class_names, paths, split_labels, report, found.root, found.layout, decoded, infos_by_path)
 
 
 def _inspect_all(paths: list[str], max_pixels: int, workers: int | None, keep_mb: float

@@ -13,10 +13,13 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import struct
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -66,6 +69,7 @@ class ImageInfo:
     height: int
     mode: str
     format: str
+    sha256: str = ""  # of the file's bytes (read anyway to decode): imgclf.health's exact duplicates
 
 
 def read_image(path: str | os.PathLike | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS, *,
@@ -183,14 +187,16 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
         return _decode(path, None, max_pixels, draft_size, full_below)
     path = Path(path)
     try:
-        # Our own handle: leaving the block closes the file but keeps the decoded pixels
-        # (closing a Pillow image instead would destroy them).
+        # The file is read whole (Pillow would read it all to decode anyway), hashed, and decoded
+        # from memory: the hash costs no second read (imgclf.health's exact duplicates).
         with open(path, "rb") as fp:
             if os.fstat(fp.fileno()).st_size == 0:
                 raise BadImage("empty file", path)
-            return _decode(fp, path, max_pixels, draft_size, full_below)
+            blob = fp.read()
     except OSError as exc:
         raise BadImage(f"cannot read file ({exc.strerror or exc})", path) from None
+    img, info = _decode(io.BytesIO(blob), path, max_pixels, draft_size, full_below)
+    return img, dataclasses.replace(info, sha256=hashlib.sha256(blob).hexdigest())
 
 
 def _register_plugins() -> None:

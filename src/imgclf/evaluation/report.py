@@ -14,6 +14,7 @@ from typing import Any
 from imgclf.evaluation.html import (bar, duration, e, facts, figure, note, num, page, pct, section, table,
                                     to_float)
 from imgclf.evaluation.metrics import HEADLINES, Headline
+from imgclf.evaluation.health_report import health_section
 from imgclf.evaluation.plan_report import plan_section
 from imgclf.files import write_text_atomic
 from imgclf.record import PLOTS, RunRecord
@@ -260,6 +261,7 @@ def write_report(path: str | Path, *, title: str, config: dict, data_report: dic
     body = "".join([
         _header(title, config, metrics, history, run_info),
         _data_section(data_report or {}),
+        health_section((data_report or {}).get("health"), config.get("data", {}).get("path") or "DATA"),
         plan_section(plan or {}),
         _training_section(history, plots.get("history"), config, run_info),
         _metrics_section(metrics, plots.get("per_class")),

@@ -196,3 +196,14 @@ class Deadline:
         r, s = plan.recipe, plan.stages
         epoch_s = {"head": s["head"] / max(1, r.epochs), "fine_tune": s["fine_tune"] / max(1, r.fine_tune_epochs)}
         return cls(started + plan.budget_s, s["predict"] + FINISH_S, epoch_s)
+
+
+def actual_stages(started: float, info: dict, history: list[dict]) -> dict:
+    """Seconds each planned stage took (``info``: run.json's facts; ``started``: the run's
+    time.monotonic() start), for plan.json and the report's plan-against-actual table."""
+    stages = {"cache": info.get("cache_seconds", 0.0), "predict": info.get("eval_seconds", 0.0)}
+    for phase in ("head", "fine_tune"):
+        stages[phase] = sum(row["seconds"] for row in history if row["phase"] == phase)
+    total = time.monotonic() - started
+    stages["other"] = total - sum(stages.values())
+    return {**{k: round(v, 1) for k, v in stages.items()}, "total": round(total, 1)}

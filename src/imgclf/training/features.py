@@ -75,6 +75,19 @@ def allocate(shape: tuple, budget_bytes: int, path: Path, dtype=np.float16) -> n
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
+def pooled_model(net: Network):
+    """The frozen base and its pooling as one Keras model: image batch -> the features the head
+    sees. The feature cache runs it when nothing of the base is fine-tuned; imgclf.health runs it
+    to compare images.
+
+    Example:
+        >>> pooled_model(net).output_shape
+        (None, 1280)
+    """
+    import keras
+    return keras.Model(net.base.input, net.pool(net.base.output))
+
+
 def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64) -> None:
     """Fill ``out[v, i]`` with ``fn(view v of image i)``; view 0 is the image itself.
 
@@ -168,7 +181,7 @@ class CachedData:
         from imgclf.data.augment import build_augmenter
         t, views = self.cfg.train, self.views
         augmenter = build_augmenter(self.cfg.data.augment, self.cfg.seed)
-        pool, base = self.net.pool, self.net.base
+        pool = self.net.pool
         dim = int(self.net.head.input_shape[-1])
         if t.fine_tune_epochs:
             bottom, self.top = self.net.split_base(layers=t.fine_tune_layers, blocks=t.fine_tune_blocks)
@@ -190,7 +203,7 @@ class CachedData:
                 for v in range(acts.shape[0]):
                     run_views(to_features, acts[v], 1, None, feats[v:v + 1])
         else:
-            self.frozen = keras.Model(base.input, pool(base.output))
+            self.frozen = pooled_model(self.net)
             to_features = self.forward = compile_forward(self.frozen, self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))

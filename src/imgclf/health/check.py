@@ -1,0 +1,191 @@
+"""The dataset check: every finding of ``imgclf check``, and the cheap part ``imgclf train`` runs.
+
+``cheap_checks`` costs nothing beyond loading the data: the files' sha256 digests were taken by
+``data.load_dataset`` from the bytes it read to decode them. ``check_dataset`` decodes every
+image once more (``scan``), hashes pixels and perceptual hashes, runs the frozen backbone once,
+and derives duplicates, leakage, label errors and outliers from those.
+
+Example:
+    >>> ds = load_dataset("photos", seed=42)
+    >>> cheap_checks(ds).counts()["leak"]
+    0
+    >>> check_dataset(ds).counts()["near"]
+    2
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+from imgclf.health.findings import Fact, HealthReport, Suspect
+from imgclf.health.hashing import PHASH_DISTANCE, build_groups, equal_pairs, phash_pairs
+
+# Cosine of projected features at or above which two images are near copies, and the least
+# cosine that confirms a perceptual-hash match (28-px Fashion-MNIST look-alikes share hashes;
+# benchmarks/check.py measured both).
+NEAR_COSINE = 0.96
+PHASH_CONFIRM = 0.80
+
+
+def _items(dataset) -> tuple[list[str], list[str], list[str]]:
+    paths, labels, splits = [], [], []
+    for split, path, label in dataset.split_rows():
+        paths.append(path)
+        labels.append(label)
+        splits.append(split)
+    return paths, labels, splits
+
+
+def _digests(dataset, paths: list[str]) -> list[str]:
+    infos = {os.path.abspath(p): info for p, info in dataset.infos.items()}
+    return [getattr(infos.get(p), "sha256", "") for p in paths]
+
+
+def cheap_checks(dataset) -> HealthReport:
+    """Identical files (by the sha256 load_dataset took) within and across splits.
+
+    Args:
+        dataset: a ``data.Dataset``.
+
+    Returns:
+        HealthReport with the "exact" groups (their leaks and conflicts) and the skipped files.
+
+    Example:
+        >>> cheap_checks(load_dataset("photos")).warnings("imgclf check photos")
+        []
+    """
+    start = time.perf_counter()
+    paths, labels, splits = _items(dataset)
+    digests = _digests(dataset, paths)
+    groups = build_groups({"sha256": equal_pairs(digests)}, digests, None, labels, splits)
+    return HealthReport(dataset.root, paths, labels, splits, groups, skipped=list(dataset.report.skipped),
+                        checks=["sha256"], seconds={"hash": round(time.perf_counter() - start, 3)})
+
+
+def train_checks(dataset, data_path, strict: bool = False) -> HealthReport:
+    """What ``imgclf train`` runs on every run: :func:`cheap_checks`, one warning line on stderr
+    per kind found, and with ``strict`` a leak as a one-line error (before any run file exists).
+
+    Raises:
+        ImgclfError: ``strict`` and a val/test image is an identical copy of one in another split.
+
+    Example:
+        >>> train_checks(load_dataset("photos"), "photos", strict=True).counts()["leak"]
+        0
+    """
+    import sys
+
+    from imgclf.errors import ImgclfError
+    health = cheap_checks(dataset)
+    where = f"imgclf check {data_path}"
+    if strict and health.leaked():
+        raise ImgclfError(f"{data_path}: {len(health.leaked())} val/test image(s) are identical copies of images "
+                          f"in another split (--strict-data); see `{where}`")
+    for line in health.warnings(where):
+        print(f"imgclf: {line}", file=sys.stderr)
+    return health
+
+
+def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image_size: int = 0,
+                  weights: str = "imagenet", seed: int = 42, near_cosine: float = NEAR_COSINE,
+                  phash_distance: int = PHASH_DISTANCE, max_pixels: int = 64_000_000,
+                  progress: Callable[[str, int, int], None] | None = None) -> HealthReport:
+    """Every check: duplicates (bytes, pixels, perceptual hash, features), leakage, conflicting
+    labels, likely label errors, outliers and the cheap facts.
+
+    Args:
+        dataset: a ``data.Dataset`` (its splits are those ``imgclf train`` would use).
+        backbone: the frozen backbone whose pooled features compare images; None: hashes and
+            facts only (no feature near-duplicates, label errors or outliers).
+        image_size: its input side; 0 chooses as ``imgclf train`` does.
+        weights: the backbone's weights.
+        seed: the cross-validation folds' and PCA's seed.
+        near_cosine: feature cosine for near copies.
+        phash_distance: perceptual-hash bits (0-3) for near copies.
+        max_pixels: decompression-bomb limit.
+        progress: called as progress(stage, done, total).
+
+    Returns:
+        HealthReport.
+
+    Example:
+        >>> report = check_dataset(load_dataset("photos"), backbone=None)
+        >>> report.checks
+        ['sha256', 'pixels', 'phash', 'facts']
+    """
+    from imgclf.health.scan import scan_images
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    paths, labels, splits = _items(dataset)
+    report = HealthReport(dataset.root, paths, labels, splits, skipped=list(dataset.report.skipped),
+                          checks=["sha256", "pixels", "phash"])
+    forward, size = None, 0
+    if backbone:
+        from imgclf.health.features import feature_forward
+        forward, size = feature_forward(backbone, image_size, dataset.report, len(paths), weights)
+        report.checks.append(f"features ({backbone}, {size} px)")
+    seconds["model"] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    tick = (lambda done: progress("scan", done, len(paths))) if progress else None
+    scan = scan_images(paths, dataset.decoded, size, forward, max_pixels, progress=tick)
+    seconds["scan"] = round(time.perf_counter() - clock, 2)
+    report.skipped += [(paths[i], reason) for i, reason in sorted(scan.bad.items())]
+    ok = np.ones(len(paths), bool)
+    ok[list(scan.bad)] = False
+    good = np.flatnonzero(ok)
+    digests = _digests(dataset, paths)
+    links = {"sha256": equal_pairs([d if ok[i] else "" for i, d in enumerate(digests)]),
+             "pixels": equal_pairs(scan.pixel_digests),
+             f"phash<={phash_distance}": good[phash_pairs(scan.phashes[good], phash_distance)]}
+    clock = time.perf_counter()
+    sim = None
+    if scan.features is not None and len(good) > 2:
+        sim = _feature_findings(report, scan.features[good], good, labels, dataset.class_names, links,
+                                near_cosine, seed)
+    seconds["features"] = round(time.perf_counter() - clock, 2)
+    report.groups = build_groups(links, digests, scan.pixel_digests, labels, splits)
+    if sim is not None:
+        from imgclf.health.outliers import outliers
+        grouped = {i for g in report.groups for i in g.members}
+        report.outliers = [Suspect(int(good[i]), d) for i, d in outliers(sim)
+                           if int(good[i]) not in grouped]
+    report.facts = _facts(dataset, scan, ok)
+    report.checks.append("facts")
+    seconds["total"] = round(sum(seconds.values()), 2)
+    report.seconds = seconds
+    return report
+
+
+def _feature_findings(report: HealthReport, features: np.ndarray, good: np.ndarray, labels: list[str],
+                      class_names: list[str], links: dict, near_cosine: float, seed: int) -> np.ndarray:
+    """Near copies by cosine (added to ``links``) and label errors (into ``report``); returns the
+    neighbours' similarities for the outlier check."""
+    from imgclf.health.features import neighbours, project, similar_pairs
+    from imgclf.health.labels import label_issues
+    x = project(features, seed=seed)
+    index, sim = neighbours(x, k=10)
+    position = np.full(int(good.max()) + 1, -1)
+    position[good] = np.arange(len(good))
+    for name in [n for n in links if n.startswith("phash")]:
+        pairs = links[name]
+        if len(pairs):
+            a, b = position[pairs[:, 0]], position[pairs[:, 1]]
+            links[name] = pairs[np.einsum("ij,ij->i", x[a], x[b]) >= PHASH_CONFIRM]
+    links[f"cosine>={near_cosine:g}"] = good[similar_pairs(index, sim, near_cosine)]
+    class_index = {name: i for i, name in enumerate(class_names)}
+    y = np.array([class_index[labels[i]] for i in good], np.int64)
+    issues, note = label_issues(x, y, len(class_names), seed)
+    report.label_issues = [Suspect(int(good[i]), q, class_names[s]) for i, q, s in issues]
+    report.checks.append("labels (cleanlab)")
+    if note:
+        report.notes.append(note)
+    return sim
+
+
+def _facts(dataset, scan, ok: np.ndarray) -> list[Fact]:
+    from imgclf.health.outliers import cheap_facts
+    counts = {name: sum(c.get(name, 0) for c in dataset.report.counts.values()) for name in dataset.class_names}
+    return cheap_facts(scan.sizes, scan.gray, counts, ok)
