@@ -258,13 +258,15 @@ def _evaluate_test(job: Job, record: RunRecord, images, cached):
     return evaluation
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: bool = True) -> dict:
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: bool = True,
+                 intervals: bool = True) -> dict:
     """Evaluate a finished run on its held-out test split, or on any labelled dataset.
 
     Args:
         run_dir: a finished run directory.
         data: a labelled dataset (every image in it is used); None for the run's own test split.
         verbose: print the metrics table.
+        intervals: 95% bootstrap intervals beside the metrics (False: ``imgclf evaluate --no-ci``).
 
     Returns:
         The metrics dict (also written to metrics.json: in the run directory, or in
@@ -289,7 +291,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: b
     paths = [p for split in splits for p in dataset.paths[split]]
     labels = np.concatenate([dataset.labels_for(clf.class_names, split) for split in splits])
     images = data_mod.load_images(paths, clf.image_size, max_pixels=cfg.data.max_pixels)
-    evaluation = evaluate_on(clf, images, labels, top_k=cfg.train.top_k)
+    evaluation = evaluate_on(clf, images, labels, top_k=cfg.train.top_k, intervals=intervals)
     save_evaluation(evaluation, images, out)
     if data is None:
         write_run_report(record, config_to_dict(cfg), record.read_history(), evaluation.metrics,

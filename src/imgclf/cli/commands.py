@@ -87,7 +87,7 @@ def _cmd_evaluate(args) -> int:
     from imgclf.workflow import evaluate_run
     RunRecord.finished(args.run)
     _tensorflow(args)
-    evaluate_run(args.run, data=args.data)
+    evaluate_run(args.run, data=args.data, intervals=not args.no_ci)
     return 0
 
 
@@ -187,13 +187,16 @@ def _cmd_export(args) -> int:
     from imgclf.deploy.export import Exporter
     from imgclf.deploy.formats import FORMATS
     formats = list(FORMATS) if args.format == "all" else [args.format]
+    if args.min_agreement is not None:
+        raise ImgclfError("--min-agreement was replaced by --max-accuracy-drop (default 0.01): exports are now "
+                          "judged by the accuracy they lose, not by agreement")
     RunRecord.finished(args.run)
     _tensorflow(args)
     exporter, failed = Exporter(args.run), 0
     for fmt in formats:
         out = Path(args.out) / FORMATS[fmt].file_name if args.out and args.format == "all" else args.out
         try:
-            result = exporter.export(fmt, out, min_agreement=args.min_agreement,
+            result = exporter.export(fmt, out, max_accuracy_drop=args.max_accuracy_drop,
                                      calibration_images=args.calibration_images, verbose=not args.quiet)
         except ImgclfError as exc:
             if len(formats) == 1:
@@ -202,8 +205,10 @@ def _cmd_export(args) -> int:
             failed += 1
             continue
         m = result.metrics
+        lo, hi = m["accuracy_change_ci"]
         print(f"{fmt}: {result.path}  {m['bytes'] / 1e6:.1f} MB  accuracy {m['accuracy']:.4f} "
-              f"(Keras {m['keras_accuracy']:.4f})  agreement {m['agreement']:.1%} on {m['n']} {m['split']} images")
+              f"(Keras {m['keras_accuracy']:.4f}, change {m['accuracy_change']:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+              f"McNemar p {m['mcnemar_p']:.2f})  agreement {m['agreement']:.1%} on {m['n']} {m['split']} images")
     return 2 if failed else 0
 
 

@@ -35,5 +35,6 @@ def model_card(source: str | Path, classifier) -> dict:
     if "accuracy" in metrics:
         from imgclf.evaluation.metrics import HEADLINES
         card["metrics"] = {"n": metrics.get("n"), "top_k": metrics.get("top_k"),
-                           **{h.name: h.value(metrics) for h in HEADLINES}}
+                           **{h.name: h.value(metrics) for h in HEADLINES},
+                           **{f"{h.name}_ci": h.interval(metrics) for h in HEADLINES if h.interval(metrics)}}
     return card
