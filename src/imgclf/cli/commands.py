@@ -107,10 +107,13 @@ def _expand(items: list[str]):
 
 def _cmd_predict(args) -> int:
     from imgclf.deploy.predict import load
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise ImgclfError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
     _exists(args.run)
     _tensorflow(args, model=args.run)
     clf = load(args.run, num_threads=args.threads)
     rows = clf.predict_paths(_expand(args.images), top_k=args.top_k, batch_size=args.batch_size)
+    rows = (_abstain(row, args.min_confidence) for row in rows)
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
         writer.writerow(["path", "rank", "label", "probability", "error"])
@@ -118,7 +121,7 @@ def _cmd_predict(args) -> int:
     for row in rows:
         failed += row["error"] is not None
         if args.format == "json":
-            print(json.dumps({"path": row["path"], "error": row["error"],
+            print(json.dumps({"path": row["path"], "error": row["error"], "label": row["label"],
                               "top": [{"label": c, "probability": round(p, 6)} for c, p in row["top"]]}))
         elif writer:
             if row["error"]:
@@ -128,11 +131,18 @@ def _cmd_predict(args) -> int:
         elif row["error"]:
             print(f"{row['path']}  ERROR: {row['error']}")
         else:
-            print(f"{row['path']}  " + "  ".join(f"{c} {p:.1%}" for c, p in row["top"]))
+            shown = "  ".join(f"{c} {p:.1%}" for c, p in row["top"])
+            print(f"{row['path']}  " + (f"unknown (below {args.min_confidence:.0%}; {shown})" if row["label"] == "unknown" else shown))
         sys.stdout.flush()
     if failed:
         print(f"imgclf: {failed} file(s) could not be read (listed above)", file=sys.stderr)
     return 0
+
+
+def _abstain(row: dict, min_confidence: float) -> dict:
+    """The row with ``label``: its top class, or "unknown" when that is less probable than asked."""
+    confident = bool(row["top"]) and row["top"][0][1] >= min_confidence
+    return {**row, "label": row["top"][0][0] if confident else ("unknown" if row["top"] else None)}
 
 
 def _cmd_inspect(args) -> int:

@@ -118,6 +118,9 @@ def _add_predict(sub, common) -> None:
                    help="table (default), json (one object per line) or csv")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="LiteRT / ONNX Runtime threads (default: every CPU)")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="answer \"unknown\" when the top (calibrated) probability is below P, 0-1 (default 0: "
+                        "always answer); the report's coverage table shows what each P costs")
 
 
 def _add_export(sub, common) -> None:

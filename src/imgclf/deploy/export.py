@@ -124,7 +124,7 @@ class Exporter:
             if verbose:
                 print(f"{fmt.name}: checking on {len(images)} {split} images", flush=True)
             exported = Classifier(fmt.open(tmp, self.num_threads), self.clf.class_names, self.clf.image_size,
-                                  tmp, format=fmt.name)
+                                  tmp, format=fmt.name, temperature=self.clf.temperature)
             checked = evaluate_on(exported, images, reference.labels, intervals=False)
             metrics = {**compare(reference, checked), "split": split}
             metrics.update(path=str(dest), max_accuracy_drop=max_drop, rule="refused when the one-sided 95% "
@@ -179,6 +179,7 @@ def _record(fmt: ExportFormat, clf: Classifier, cfg, record: RunRecord) -> dict:
             "backbone": cfg.model.backbone, "output": "probabilities",
             "input": {"dtype": fmt.input_dtype, "range": [0, 255], "layout": "NHWC RGB",
                       "resize": "squash to image_size x image_size"},
+            "temperature": clf.temperature,  # calibration, applied to the outputs by imgclf.load
             "run": str(record.path.resolve()), "imgclf_version": __version__}
 
 

@@ -3,8 +3,9 @@
 Owns: the one evaluator that training, ``imgclf evaluate`` and the export check share
 (``evaluator``: ``evaluate_on``, ``save_evaluation``, ``compare``), the metrics and their
 terminal table (``metrics``, pure NumPy and scikit-learn), the figures (``plots``, Matplotlib,
-drawing only), and the self-contained report.html (``report``, built from ``html``'s pieces).
-May import: ``imgclf.record``, ``imgclf.files``, ``imgclf.errors``; it runs models only through
+drawing only), the bootstrap intervals and paired comparisons (``intervals``), calibration
+(``calibration``: ECE, temperature, coverage), and the self-contained report.html (``report``, built from ``html``'s pieces).
+May import: ``imgclf.record``, ``imgclf.files``, ``imgclf.errors``, ``imgclf.ranking``; it runs models only through
 the ``predict_arrays`` of whatever classifier it is given.
 
 Example:

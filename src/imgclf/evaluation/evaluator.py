@@ -19,7 +19,9 @@ from typing import Callable
 import numpy as np
 
 from imgclf.errors import ImgclfError
+from imgclf.evaluation.calibration import calibration_metrics
 from imgclf.evaluation.metrics import compute_metrics, mistakes
+from imgclf.ranking import temper
 from imgclf.record import RunRecord
 
 MISTAKES_SHOWN = 25  # the mistakes grid's size
@@ -50,8 +52,9 @@ def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
         images: (N, S, S, 3) 0-255 RGB at the model's size (an array or array-like read by slices).
         labels: (N,) class indices in the classifier's class order.
         top_k: k of top-k accuracy.
-        predict: another way to compute the same probabilities (the feature cache's fast path);
-            default ``classifier.predict_arrays``.
+        predict: another way to compute the same probabilities (the feature cache's fast path),
+            before the classifier's temperature, which is applied to them; default
+            ``classifier.predict_arrays`` (which applies it itself).
         runtime: what ``predict`` runs on, for the record (default: the classifier's format).
         intervals: add 95% bootstrap intervals to the metrics (``imgclf evaluate --no-ci`` skips them).
 
@@ -66,9 +69,13 @@ def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     start = time.perf_counter()
-    probs = np.asarray((predict or classifier.predict_arrays)(images), np.float32)
+    temperature = float(getattr(classifier, "temperature", 1.0))
+    # predict_arrays applies the classifier's temperature itself; another ``predict`` does not
+    probs = classifier.predict_arrays(images) if predict is None else temper(predict(images), temperature)
+    probs = np.asarray(probs, np.float32)
     seconds = round(time.perf_counter() - start, 2)
     metrics = compute_metrics(labels, probs, classifier.class_names, top_k=top_k, intervals=intervals)
+    metrics["calibration"] = calibration_metrics(probs, labels, temperature)
     return Evaluation(labels, probs, metrics, runtime or getattr(classifier, "format", "keras"), seconds)
 
 
