@@ -56,6 +56,7 @@ details{margin:8px 0}
 summary{cursor:pointer;color:#2563eb}
 .note{color:#6b7280;font-style:italic;margin:6px 0}
 .ci{color:#6b7280;font-size:.8em;font-weight:400;white-space:nowrap}
+.card .v .ci{display:block;font-size:.9rem}
 .warn{color:#b45309;font-weight:600}
 footer{color:#9ca3af;font-size:.8rem;text-align:center;margin-top:30px}
 """
