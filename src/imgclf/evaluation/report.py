@@ -44,7 +44,8 @@ def _header(title: str, config: dict, metrics: dict | None, history: list[dict],
     meta_html = "".join(f"<span>{e(k)}: <b>{e(v)}</b></span>" for k, v in meta if v)
     nav = "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in (
         ("data", "Data"), ("training", "Training"), ("metrics", "Test metrics"),
-        ("confusion", "Confusion matrix"), ("mistakes", "Mistakes"), ("config", "Config")))
+        ("confusion", "Confusion matrix"), ("mistakes", "Mistakes"), ("calibration", "Calibration"),
+        ("coverage", "Coverage"), ("config", "Config")))
     return (f"<header><h1>{e(title)}</h1><div class=meta>{meta_html}</div><nav>{nav}</nav>"
             f"{_cards(metrics, history)}</header>")
 
