@@ -75,6 +75,8 @@ def test_health_model_card_and_openapi(client, run):
     assert card["backbone"] == "efficientnet_lite0" and card["image_size"] == 32
     assert card["class_names"] == [str(d) for d in range(10)] and card["num_classes"] == 10
     assert card["metrics"]["accuracy"] == pytest.approx(metrics["accuracy"]) and card["metrics"]["n"] == 30
+    assert card["metrics"]["accuracy_ci"] == metrics["accuracy_ci"]  # the interval travels with the number
+    assert card["temperature"] == json.loads((run / "run.json").read_text())["calibration"]["temperature"]
     assert card["limits"]["max_images"] == LIMITS["max_images"]
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(schema["paths"])

@@ -76,7 +76,10 @@ def test_two_phases_learn_and_restore_best():
     assert phases[0] == "head" and "fine_tune" in phases
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
     best = min(r["val_loss"] for r in rows)
-    assert rows[-1]["val_accuracy"] >= 0.5 or max(r["val_accuracy"] for r in rows) > 1 / CLASSES
+    # "learns": the classes differ by their mean colour, which a linear model on channel means
+    # separates perfectly; chance is 1/3, and 44 of 48 right by chance has p < 1e-15. 0.9 leaves
+    # room for a few hard noise images, not for a model that has not learnt the task.
+    assert max(r["val_accuracy"] for r in rows) >= 0.9
     # the model ends with the weights of the best validation epoch
     x, y = next(iter(_toy_data(seed=3).unbatch().batch(48)))
     probs = model(x, training=False).numpy()

@@ -1,4 +1,6 @@
-"""The one rule for ranking classes by probability: highest first, ties by class index.
+"""The rules for the probabilities a model hands out: ranking classes (highest first, ties by
+class index) and temperature scaling (``temper``, applied by the one place probabilities leave a
+model, imgclf.deploy.predict.Classifier; the temperature is fitted by imgclf.evaluation.calibration).
 
 Example:
     >>> top_k([0.1, 0.7, 0.2], ["cat", "dog", "fox"], 2)
@@ -29,3 +31,24 @@ def top_k(probs, class_names: Sequence[str], k: int) -> list[tuple[str, float]]:
     probs = np.asarray(probs)
     order = np.argsort(-probs, kind="stable")[:max(0, min(k, len(class_names)))]
     return [(class_names[i], float(probs[i])) for i in order]
+
+
+PROB_FLOOR = 1e-12  # log(0) guard: a probability the model rounds to 0 stays the least likely
+
+
+def temper(probs, temperature: float) -> np.ndarray:
+    """Temperature-scaled probabilities, ``softmax(log(p) / T)`` row by row (the same as dividing
+    the logits by T); T = 1 returns them unchanged, T > 1 softens, T < 1 sharpens. The argmax
+    and the ranking never change.
+
+    Example:
+        >>> temper(np.array([[0.8, 0.2]]), 2.0).round(3)
+        array([[0.667, 0.333]])
+    """
+    probs = np.asarray(probs)
+    if temperature == 1.0 or probs.size == 0:
+        return probs
+    logits = np.log(np.maximum(probs.astype(np.float64), PROB_FLOOR)) / float(temperature)
+    logits -= logits.max(axis=-1, keepdims=True)
+    scaled = np.exp(logits)
+    return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(probs.dtype if probs.dtype.kind == "f" else np.float32)

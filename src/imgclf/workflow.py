@@ -173,8 +173,9 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     if not cluster.is_chief:
         return TrainResult(None, job.net.model, dataset.class_names, history, None)
     record.save_model(job.net.model)
-    evaluation = _evaluate_test(job, record, arrays["test"], phase_data if cache_stats else None)
+    evaluation, temperature = _evaluate_test(job, record, arrays, phase_data if cache_stats else None)
     info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size,
+            "calibration": {"temperature": temperature, "fitted_on": "val", "val_images": len(arrays["val"])},
             "backbone": job.net.spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}),
             **({"eval_runtime": evaluation.runtime, "eval_seconds": evaluation.seconds} if evaluation else {}),
             "resumed": resume is not None, **strategy_info(strategy)}
@@ -236,8 +237,9 @@ def _phase_data(job: Job, arrays, record: RunRecord, verbose: bool):
     return PlainData(job.net.model, train, val_ds), None
 
 
-def _evaluate_test(job: Job, record: RunRecord, images, cached):
-    """The trained model on the test split (None without one), saved into the run.
+def _evaluate_test(job: Job, record: RunRecord, arrays, cached):
+    """Fit the temperature on the validation split, then evaluate the calibrated model on the
+    test split (None without one), saved into the run; returns (evaluation, temperature).
 
     On the cached path (``cached``: the run's features.CachedData) the frozen part runs on the
     compiled forward the caches used (LiteRT: 3-5x Keras predict) and the rest as a tf.function;
@@ -245,27 +247,32 @@ def _evaluate_test(job: Job, record: RunRecord, images, cached):
     """
     from imgclf.deploy.predict import Classifier
     from imgclf.evaluation import evaluate_on, save_evaluation
+    from imgclf.evaluation.calibration import fit_temperature
     from imgclf.runtime import choose_runtime
-    if not len(images):
-        return None
-    cfg = job.cfg
+    cfg, images = job.cfg, arrays["test"]
     clf = Classifier(job.net.model, job.dataset.class_names, cfg.data.image_size, record.path, cfg.data.max_pixels)
     predict, runtime = None, None
     if cached:
         predict, runtime = cached.predict, choose_runtime(cfg.train.runtime, len(images)) + "+tf"
+    if len(arrays["val"]):  # validation only: the test split never touches the temperature
+        clf.temperature = fit_temperature((predict or clf.predict_arrays)(arrays["val"]), job.dataset.labels["val"])
+    if not len(images):
+        return None, clf.temperature
     evaluation = evaluate_on(clf, images, job.dataset.labels["test"], top_k=cfg.train.top_k, predict=predict,
                              runtime=runtime)
     save_evaluation(evaluation, images, record)
-    return evaluation
+    return evaluation, clf.temperature
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: bool = True) -> dict:
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: bool = True,
+                 intervals: bool = True) -> dict:
     """Evaluate a finished run on its held-out test split, or on any labelled dataset.
 
     Args:
         run_dir: a finished run directory.
         data: a labelled dataset (every image in it is used); None for the run's own test split.
         verbose: print the metrics table.
+        intervals: 95% bootstrap intervals beside the metrics (False: ``imgclf evaluate --no-ci``).
 
     Returns:
         The metrics dict (also written to metrics.json: in the run directory, or in
@@ -290,7 +297,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: b
     paths = [p for split in splits for p in dataset.paths[split]]
     labels = np.concatenate([dataset.labels_for(clf.class_names, split) for split in splits])
     images = data_mod.load_images(paths, clf.image_size, max_pixels=cfg.data.max_pixels)
-    evaluation = evaluate_on(clf, images, labels, top_k=cfg.train.top_k)
+    evaluation = evaluate_on(clf, images, labels, top_k=cfg.train.top_k, intervals=intervals)
     save_evaluation(evaluation, images, out)
     if data is None:
         write_run_report(record, config_to_dict(cfg), record.read_history(), evaluation.metrics,

@@ -96,7 +96,7 @@ def _cmd_evaluate(args) -> int:
     from imgclf.workflow import evaluate_run
     RunRecord.finished(args.run)
     _tensorflow(args)
-    evaluate_run(args.run, data=args.data)
+    evaluate_run(args.run, data=args.data, intervals=not args.no_ci)
     return 0
 
 
@@ -116,10 +116,13 @@ def _expand(items: list[str]):
 
 def _cmd_predict(args) -> int:
     from imgclf.deploy.predict import load
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise ImgclfError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
     _exists(args.run)
     _tensorflow(args, model=args.run)
     clf = load(args.run, num_threads=args.threads)
     rows = clf.predict_paths(_expand(args.images), top_k=args.top_k, batch_size=args.batch_size)
+    rows = (_abstain(row, args.min_confidence) for row in rows)
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
         writer.writerow(["path", "rank", "label", "probability", "error"])
@@ -127,7 +130,7 @@ def _cmd_predict(args) -> int:
     for row in rows:
         failed += row["error"] is not None
         if args.format == "json":
-            print(json.dumps({"path": row["path"], "error": row["error"],
+            print(json.dumps({"path": row["path"], "error": row["error"], "label": row["label"],
                               "top": [{"label": c, "probability": round(p, 6)} for c, p in row["top"]]}))
         elif writer:
             if row["error"]:
@@ -137,11 +140,18 @@ def _cmd_predict(args) -> int:
         elif row["error"]:
             print(f"{row['path']}  ERROR: {row['error']}")
         else:
-            print(f"{row['path']}  " + "  ".join(f"{c} {p:.1%}" for c, p in row["top"]))
+            shown = "  ".join(f"{c} {p:.1%}" for c, p in row["top"])
+            print(f"{row['path']}  " + (f"unknown (below {args.min_confidence:.0%}; {shown})" if row["label"] == "unknown" else shown))
         sys.stdout.flush()
     if failed:
         print(f"imgclf: {failed} file(s) could not be read (listed above)", file=sys.stderr)
     return 0
+
+
+def _abstain(row: dict, min_confidence: float) -> dict:
+    """The row with ``label``: its top class, or "unknown" when that is less probable than asked."""
+    confident = bool(row["top"]) and row["top"][0][1] >= min_confidence
+    return {**row, "label": row["top"][0][0] if confident else ("unknown" if row["top"] else None)}
 
 
 def _cmd_inspect(args) -> int:
@@ -226,13 +236,16 @@ def _cmd_export(args) -> int:
     from imgclf.deploy.export import Exporter
     from imgclf.deploy.formats import FORMATS
     formats = list(FORMATS) if args.format == "all" else [args.format]
+    if args.min_agreement is not None:
+        raise ImgclfError("--min-agreement was replaced by --max-accuracy-drop (default 0.01): exports are now "
+                          "judged by the accuracy they lose, not by agreement")
     RunRecord.finished(args.run)
     _tensorflow(args)
     exporter, failed = Exporter(args.run), 0
     for fmt in formats:
         out = Path(args.out) / FORMATS[fmt].file_name if args.out and args.format == "all" else args.out
         try:
-            result = exporter.export(fmt, out, min_agreement=args.min_agreement,
+            result = exporter.export(fmt, out, max_accuracy_drop=args.max_accuracy_drop,
                                      calibration_images=args.calibration_images, verbose=not args.quiet)
         except ImgclfError as exc:
             if len(formats) == 1:
@@ -241,8 +254,10 @@ def _cmd_export(args) -> int:
             failed += 1
             continue
         m = result.metrics
+        lo, hi = m["accuracy_change_ci"]
         print(f"{fmt}: {result.path}  {m['bytes'] / 1e6:.1f} MB  accuracy {m['accuracy']:.4f} "
-              f"(Keras {m['keras_accuracy']:.4f})  agreement {m['agreement']:.1%} on {m['n']} {m['split']} images")
+              f"(Keras {m['keras_accuracy']:.4f}, change {m['accuracy_change']:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+              f"McNemar p {m['mcnemar_p']:.2f})  agreement {m['agreement']:.1%} on {m['n']} {m['split']} images")
     return 2 if failed else 0
 
 

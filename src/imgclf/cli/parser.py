@@ -101,6 +101,8 @@ def _add_evaluate(sub, common) -> None:
                                    "accuracy and the confusion matrix; writes metrics.json and plots.")
     p.add_argument("run", help="a run directory (runs/NAME)")
     p.add_argument("--data", help="a labelled dataset to evaluate on instead of the run's test split")
+    p.add_argument("--no-ci", action="store_true",
+                   help="skip the 95%% bootstrap confidence intervals (faster on very large test sets)")
 
 
 def _model_kinds() -> str:
@@ -122,6 +124,9 @@ def _add_predict(sub, common) -> None:
                    help="table (default), json (one object per line) or csv")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="LiteRT / ONNX Runtime threads (default: every CPU)")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="answer \"unknown\" when the top (calibrated) probability is below P, 0-1 (default 0: "
+                        "always answer); the report's coverage table shows what each P costs")
 
 
 def _add_export(sub, common) -> None:
@@ -129,16 +134,21 @@ def _add_export(sub, common) -> None:
     p = sub.add_parser("export", parents=[common], help="export a run to other formats, each checked against it",
                        description="Export a run with its preprocessing (input: 0-255 RGB at the model's "
                                    "size) and class names inside. Each export runs on the run's test split "
-                                   "and is refused unless its top-1 agreement with the Keras model reaches "
-                                   "the threshold; results go to RUN/export/metrics.json.")
+                                   "and is refused only when it loses significantly more accuracy than "
+                                   "--max-accuracy-drop against the Keras model on the same images (the "
+                                   "one-sided 95% paired-bootstrap lower bound of the drop exceeds it); "
+                                   "agreement, the change with its interval and a per-class table go to "
+                                   "RUN/export/metrics.json.")
     p.add_argument("run", help="a run directory (runs/NAME)")
     p.add_argument("--format", default="tflite", choices=[*FORMATS, "all"],
                    help="; ".join(f"{row.name}: {row.summary}" for row in FORMATS.values())
                    + "; all: every one (default tflite)")
     p.add_argument("--out", help="the model file or SavedModel folder (with --format all: a folder); "
                                  "default RUN/export/")
-    p.add_argument("--min-agreement", type=float,
-                   help="least top-1 agreement with the Keras model, 0-1 (default 0.99 float, 0.97 quantised)")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.01,
+                   help="refuse an export whose accuracy drop is significantly larger than this, 0-1 "
+                        "(default 0.01: one point)")
+    p.add_argument("--min-agreement", type=float, help=argparse.SUPPRESS)  # replaced; commands explains
     p.add_argument("--calibration-images", type=int, default=200,
                    help="training images that calibrate int8 ranges (default 200)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary lines")

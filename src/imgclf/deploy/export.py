@@ -3,19 +3,25 @@
 Every exported graph takes raw 0-255 RGB at the model's size (the preprocessing is inside) and
 returns class probabilities; its class names travel with it. Before a model takes its final
 name it runs on the run's test split (the validation split if there is no test split), through
-the same evaluator as training, and it is refused, and not left behind, when its top-1
-agreement with the Keras model is below the format's threshold. Default layout of
+the same evaluator as training, and it is judged by what it loses: it is refused, and not left
+behind, only when its accuracy drop against the Keras model on those same images is
+significantly larger than ``max_accuracy_drop`` (default 0.01, one point): precisely, when the
+one-sided 95% lower bound of the drop (paired bootstrap, stratified by class:
+imgclf.evaluation.intervals.paired_comparison) exceeds it. Agreement on close calls is recorded
+but decides nothing. Default layout of
 ``RUN/export/`` (file names from the format table, imgclf.deploy.formats)::
 
     model.keras, saved_model/, model.tflite, model_dynamic.tflite, model_int8.tflite, model.onnx
     labels.txt             class names, one per line, beside every exported model
     <name>.json            beside each model (model_int8.tflite.json...): the record, with
                            format, image size, class names, input, and the check's results
-    metrics.json           per format: accuracy, Keras accuracy, agreement, threshold, passed
+    metrics.json           per format: accuracy, Keras accuracy, the paired accuracy change with its
+                           interval and McNemar's p, a per-class table of the change,
+                           agreement, max_accuracy_drop, passed
 
 Example:
-    >>> export_run("runs/fashion", "tflite-int8").metrics["agreement"]
-    0.98
+    >>> export_run("runs/fashion", "tflite-int8").metrics["accuracy_change_ci"]
+    [-0.0063, 0.0316]
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ from imgclf.evaluation import compare, evaluate_on, held_out_split
 from imgclf.files import LABELS_FILE, atomic_dir, atomic_path, load_labels, save_labels, write_json_atomic
 from imgclf.record import RunRecord
 
+MAX_ACCURACY_DROP = 0.01  # an export may lose at most this much test accuracy (significantly)
+
 
 @dataclass
 class ExportResult:
@@ -44,7 +52,7 @@ class ExportResult:
 
 
 def export_run(run_dir: str | Path, format: str = "tflite", out: str | Path | None = None, *,
-               min_agreement: float | None = None, calibration_images: int = 200,
+               max_accuracy_drop: float = MAX_ACCURACY_DROP, calibration_images: int = 200,
                num_threads: int | None = None, verbose: bool = False) -> ExportResult:
     """Export a finished run, check the export on held-out images, and record the check.
 
@@ -52,8 +60,9 @@ def export_run(run_dir: str | Path, format: str = "tflite", out: str | Path | No
         run_dir: a finished run directory.
         format: a name in imgclf.deploy.formats.FORMATS (keras, savedmodel, tflite, ...).
         out: the model file (or SavedModel folder); default ``RUN/export/<default name>``.
-        min_agreement: the least top-1 agreement with the Keras model to accept (0-1);
-            default: the format's (0.99 for float formats, 0.97 for quantised ones).
+        max_accuracy_drop: refuse the export when its accuracy drop against the Keras model is
+            significantly larger than this (one-sided 95% paired-bootstrap lower bound of the
+            drop above it); 0-1, default 0.01.
         calibration_images: training images (seeded sample) that calibrate int8 ranges.
         num_threads: LiteRT / ONNX Runtime threads for the check (default: every CPU).
         verbose: print what it is doing.
@@ -62,14 +71,14 @@ def export_run(run_dir: str | Path, format: str = "tflite", out: str | Path | No
         ExportResult; its metrics are also written to ``RUN/export/metrics.json``.
 
     Raises:
-        ImgclfError: unknown format, bad destination, or agreement below the threshold (the
-            export is then removed, and the failed check recorded).
+        ImgclfError: unknown format, bad destination, or an accuracy drop significantly above
+            ``max_accuracy_drop`` (the export is then removed, and the failed check recorded).
 
     Example:
         >>> export_run("runs/fashion", "savedmodel").path
         PosixPath('runs/fashion/export/saved_model')
     """
-    return Exporter(run_dir, num_threads).export(format, out, min_agreement=min_agreement,
+    return Exporter(run_dir, num_threads).export(format, out, max_accuracy_drop=max_accuracy_drop,
                                                  calibration_images=calibration_images, verbose=verbose)
 
 
@@ -78,8 +87,8 @@ class Exporter:
 
     Example:
         >>> exporter = Exporter("runs/fashion")
-        >>> [exporter.export(f).metrics["agreement"] for f in ("tflite", "tflite-int8")]
-        [1.0, 0.98]
+        >>> [exporter.export(f).metrics["accuracy_change"] for f in ("tflite", "tflite-int8")]
+        [0.0, 0.0127]
     """
 
     def __init__(self, run_dir: str | Path, num_threads: int | None = None):
@@ -95,13 +104,13 @@ class Exporter:
             self._clf = load(self.record.path)
         return self._clf
 
-    def export(self, format: str, out: str | Path | None = None, *, min_agreement: float | None = None,
+    def export(self, format: str, out: str | Path | None = None, *, max_accuracy_drop: float = MAX_ACCURACY_DROP,
                calibration_images: int = 200, verbose: bool = False) -> ExportResult:
         """Export to ``format``; see :func:`export_run` for the arguments."""
         fmt = get_format(format)
-        threshold = fmt.min_agreement if min_agreement is None else float(min_agreement)
-        if not 0.0 <= threshold <= 1.0:
-            raise ImgclfError(f"--min-agreement {threshold}: must be between 0 and 1")
+        max_drop = float(max_accuracy_drop)
+        if not 0.0 <= max_drop <= 1.0:
+            raise ImgclfError(f"--max-accuracy-drop {max_drop}: must be between 0 and 1")
         dest = Path(out) if out else self.record.export_dir / fmt.file_name
         _check_destination(dest, fmt, self.record.read_labels())
         reference, images, split = self.held_out()  # a run with nothing to check on fails before converting
@@ -115,18 +124,24 @@ class Exporter:
             if verbose:
                 print(f"{fmt.name}: checking on {len(images)} {split} images", flush=True)
             exported = Classifier(fmt.open(tmp, self.num_threads), self.clf.class_names, self.clf.image_size,
-                                  tmp, format=fmt.name)
-            metrics = {**compare(reference, evaluate_on(exported, images, reference.labels)), "split": split}
-            metrics.update(path=str(dest), min_agreement=threshold, passed=metrics["agreement"] >= threshold,
+                                  tmp, format=fmt.name, temperature=self.clf.temperature)
+            checked = evaluate_on(exported, images, reference.labels, intervals=False)
+            metrics = {**compare(reference, checked), "split": split}
+            metrics.update(path=str(dest), max_accuracy_drop=max_drop, rule="refused when the one-sided 95% "
+                           "lower bound of the accuracy drop exceeds max_accuracy_drop",
+                           passed=metrics["accuracy_drop_lower"] <= max_drop,
                            bytes=_size(tmp), seconds=round(time.time() - started, 1),
                            created=time.strftime("%Y-%m-%dT%H:%M:%S"))
             if calibration is not None:
                 metrics["calibration_images"] = len(calibration)
             self.record.update_export_metrics(fmt.name, metrics)
+            self._refresh_report()
             if not metrics["passed"]:
-                raise ImgclfError(f"{dest}: {fmt.name} export agrees with the Keras model on "
-                                  f"{metrics['agreement']:.1%} of {metrics['n']} {split} images, below the {threshold:.1%} "
-                                  f"threshold; not written (--min-agreement lowers it)")
+                lo, hi = metrics["accuracy_change_ci"]
+                raise ImgclfError(f"{dest}: {fmt.name} export loses accuracy: {metrics['accuracy_change']:+.1%} "
+                                  f"[{lo:+.1%}, {hi:+.1%}] against the Keras model on {metrics['n']} {split} images, "
+                                  f"significantly more than the {max_drop:.1%} allowed; not written "
+                                  f"(--max-accuracy-drop raises it)")
         save_labels(dest.parent, self.clf.class_names)
         write_json_atomic(dest.parent / f"{dest.name}.json", {**record, "check": metrics})  # one per model
         return ExportResult(fmt.name, dest, metrics)
@@ -139,8 +154,16 @@ class Exporter:
             split = held_out_split(self._dataset, self.record, ("test", "val"))
             labels = self._dataset.labels_for(self.clf.class_names, split)
             images = load_images(self._dataset.paths[split], self.clf.image_size, max_pixels=self.cfg.data.max_pixels)
-            self._held_out = (evaluate_on(self.clf, images, labels, top_k=self.cfg.train.top_k), images, split)
+            reference = evaluate_on(self.clf, images, labels, top_k=self.cfg.train.top_k, intervals=False)
+            self._held_out = (reference, images, split)
         return self._held_out
+
+    def _refresh_report(self) -> None:
+        """Rewrite the run's report.html so its export section shows every check so far."""
+        from imgclf.config import config_to_dict
+        from imgclf.evaluation.report import write_run_report
+        write_run_report(self.record, config_to_dict(self.cfg), self.record.read_history(),
+                         self.record.read_metrics() or None, self.record.read_run_info())
 
     def _calibration(self, count: int) -> np.ndarray:
         """A seeded sample of at most ``count`` training images."""
@@ -156,6 +179,7 @@ def _record(fmt: ExportFormat, clf: Classifier, cfg, record: RunRecord) -> dict:
             "backbone": cfg.model.backbone, "output": "probabilities",
             "input": {"dtype": fmt.input_dtype, "range": [0, 255], "layout": "NHWC RGB",
                       "resize": "squash to image_size x image_size"},
+            "temperature": clf.temperature,  # calibration, applied to the outputs by imgclf.load
             "run": str(record.path.resolve()), "imgclf_version": __version__}
 
 

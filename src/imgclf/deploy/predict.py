@@ -20,7 +20,7 @@ from imgclf.data.images import BadImage, read_image, resize
 from imgclf.deploy.formats import family, format_for
 from imgclf.errors import ImgclfError
 from imgclf.files import LABELS_FILE, load_labels
-from imgclf.ranking import top_k
+from imgclf.ranking import temper, top_k
 from imgclf.record import RunRecord
 from imgclf.runtime import KerasRuntime, Runtime, load_keras_model
 
@@ -31,7 +31,10 @@ class Classifier:
 
     ``model`` is a keras.Model or an imgclf.runtime.Runtime (SavedModel, LiteRT, ONNX Runtime);
     ``format`` names which (a name in imgclf.deploy.formats.FORMATS) and ``info`` holds the
-    exported model's record (backbone, input type...) when there is one.
+    exported model's record (backbone, input type...) when there is one. ``temperature`` (fitted
+    on the run's validation split, imgclf.evaluation.calibration; stored in run.json and in every
+    export's record) scales every probability that leaves ``predict_arrays``: predict, serve,
+    the export check and every format return the same calibrated probabilities.
     """
 
     model: object  # keras.Model or runtimes.Runtime
@@ -41,6 +44,7 @@ class Classifier:
     max_pixels: int = 64_000_000
     format: str = "keras"
     info: dict = field(default_factory=dict)
+    temperature: float = 1.0
 
     def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities for RGB images already at the model's size.
@@ -51,7 +55,7 @@ class Classifier:
             batch_size: images per forward pass.
 
         Returns:
-            float32 (N, num_classes) probabilities.
+            float32 (N, num_classes) probabilities, calibrated by the model's temperature.
 
         Example:
             >>> clf.predict_arrays(np.zeros((2, 96, 96, 3), np.uint8)).shape
@@ -63,7 +67,7 @@ class Classifier:
             raise ImgclfError(f"expected images of shape (N, {self.image_size}, {self.image_size}, 3), "
                               f"got {images.shape}")
         # Batches go to the runtime as given: a uint8 TFLite input takes raw pixels without a copy.
-        out = [np.asarray(self._forward(images[i:i + batch_size]), np.float32)
+        out = [temper(np.asarray(self._forward(images[i:i + batch_size]), np.float32), self.temperature)
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
@@ -153,7 +157,8 @@ def load(source: str | Path, num_threads: int | None = None) -> Classifier:
             raise ImgclfError(f"{source}: no class names (no imgclf record and no readable labels.txt "
                               f"beside it); export models with `imgclf export`")
     _check_classes(source, runtime.num_classes, names)
-    return Classifier(runtime, names, runtime.image_size, source, format=runtime.format, info=info)
+    return Classifier(runtime, names, runtime.image_size, source, format=runtime.format, info=info,
+                      temperature=float(info.get("temperature", 1.0)))
 
 
 def _load_run(record: RunRecord) -> Classifier:
@@ -162,8 +167,9 @@ def _load_run(record: RunRecord) -> Classifier:
     class_names = record.read_labels()
     _check_classes(record.path, model.output_shape[-1], class_names)
     config = record.read_config()
+    temperature = float((record.read_run_info().get("calibration") or {}).get("temperature", 1.0))
     return Classifier(model, class_names, int(model.input_shape[1]), record.path, config.data.max_pixels,
-                      info={"backbone": config.model.backbone})
+                      info={"backbone": config.model.backbone, "temperature": temperature}, temperature=temperature)
 
 
 def _check_classes(source: Path, num_outputs: int, class_names: list[str]) -> None:

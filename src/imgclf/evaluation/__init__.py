@@ -3,9 +3,11 @@
 Owns: the one evaluator that training, ``imgclf evaluate`` and the export check share
 (``evaluator``: ``evaluate_on``, ``save_evaluation``, ``compare``), the metrics and their
 terminal table (``metrics``, pure NumPy and scikit-learn), the figures (``plots``, Matplotlib,
-drawing only), the self-contained report.html (``report``, built from ``html``'s pieces), and
-the runs of a folder side by side (``runs``: the ``imgclf runs`` table; ``runs_page``: two runs compared).
-May import: ``imgclf.record``, ``imgclf.files``, ``imgclf.errors``; it runs models only through
+drawing only), the bootstrap intervals and paired comparisons (``intervals``), calibration
+(``calibration``: ECE, temperature, coverage), the self-contained report.html (``report``, built
+from ``html``'s pieces), and the runs of a folder side by side (``runs``: the ``imgclf runs``
+table; ``runs_page``: two runs compared).
+May import: ``imgclf.record``, ``imgclf.files``, ``imgclf.errors``, ``imgclf.ranking``; it runs models only through
 the ``predict_arrays`` of whatever classifier it is given.
 
 Example:

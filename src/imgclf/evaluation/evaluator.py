@@ -19,7 +19,9 @@ from typing import Callable
 import numpy as np
 
 from imgclf.errors import ImgclfError
+from imgclf.evaluation.calibration import calibration_metrics
 from imgclf.evaluation.metrics import compute_metrics, mistakes
+from imgclf.ranking import temper
 from imgclf.record import RunRecord
 
 MISTAKES_SHOWN = 25  # the mistakes grid's size
@@ -41,7 +43,7 @@ class Evaluation:
 
 
 def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
-                predict: Callable | None = None, runtime: str | None = None) -> Evaluation:
+                predict: Callable | None = None, runtime: str | None = None, intervals: bool = True) -> Evaluation:
     """Predict ``images`` with ``classifier`` and score the predictions against ``labels``.
 
     Args:
@@ -50,9 +52,11 @@ def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
         images: (N, S, S, 3) 0-255 RGB at the model's size (an array or array-like read by slices).
         labels: (N,) class indices in the classifier's class order.
         top_k: k of top-k accuracy.
-        predict: another way to compute the same probabilities (the feature cache's fast path);
-            default ``classifier.predict_arrays``.
+        predict: another way to compute the same probabilities (the feature cache's fast path),
+            before the classifier's temperature, which is applied to them; default
+            ``classifier.predict_arrays`` (which applies it itself).
         runtime: what ``predict`` runs on, for the record (default: the classifier's format).
+        intervals: add 95% bootstrap intervals to the metrics (``imgclf evaluate --no-ci`` skips them).
 
     Returns:
         Evaluation with probabilities, metrics and timing.
@@ -65,9 +69,13 @@ def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     start = time.perf_counter()
-    probs = np.asarray((predict or classifier.predict_arrays)(images), np.float32)
+    temperature = float(getattr(classifier, "temperature", 1.0))
+    # predict_arrays applies the classifier's temperature itself; another ``predict`` does not
+    probs = classifier.predict_arrays(images) if predict is None else temper(predict(images), temperature)
+    probs = np.asarray(probs, np.float32)
     seconds = round(time.perf_counter() - start, 2)
-    metrics = compute_metrics(labels, probs, classifier.class_names, top_k=top_k)
+    metrics = compute_metrics(labels, probs, classifier.class_names, top_k=top_k, intervals=intervals)
+    metrics["calibration"] = calibration_metrics(probs, labels, temperature)
     return Evaluation(labels, probs, metrics, runtime or getattr(classifier, "format", "keras"), seconds)
 
 
@@ -92,19 +100,29 @@ def save_evaluation(evaluation: Evaluation, images, record: RunRecord) -> None:
 
 def compare(reference: Evaluation, other: Evaluation) -> dict:
     """How another model (an export) answers on the same images as the reference (the trained
-    model): both accuracies, top-1 agreement, the largest probability difference.
+    model): both accuracies, the paired accuracy change with its 95% interval and McNemar's
+    test (imgclf.evaluation.intervals.paired_comparison), a per-class table of the change,
+    top-1 agreement and the largest probability difference.
 
     Example:
-        >>> compare(evaluate_on(keras_clf, x, y), evaluate_on(int8_clf, x, y))["agreement"]
-        0.98
+        >>> c = compare(evaluate_on(keras_clf, x, y), evaluate_on(int8_clf, x, y))
+        >>> c["agreement"], c["accuracy_change"], c["accuracy_change_ci"]
+        (0.962, 0.0127, [-0.0063, 0.0316])
     """
+    from imgclf.evaluation.intervals import paired_comparison
     if not np.array_equal(reference.labels, other.labels):
         raise ValueError("compare needs two evaluations on the same images")
     ref, exp = reference.predictions, other.predictions
     acc, keras_acc = float(np.mean(exp == other.labels)), float(np.mean(ref == reference.labels))
+    names = reference.metrics["class_names"]
+    paired = paired_comparison(reference.labels, ref, exp, len(names))
+    per_class = [{**row, "class": names[row["class"]]} for row in paired["per_class"]]
     return {"n": int(len(ref)), "accuracy": round(acc, 4), "keras_accuracy": round(keras_acc, 4),
-            "accuracy_delta": round(acc - keras_acc, 4), "agreement": round(float(np.mean(exp == ref)), 4),
-            "max_abs_diff": round(float(np.abs(other.probs - reference.probs).max()), 6)}
+            "accuracy_change": round(acc - keras_acc, 4), "accuracy_change_ci": paired["change_ci"],
+            "accuracy_drop_lower": paired["drop_lower"], "mcnemar_p": paired["mcnemar_p"],
+            "discordant": paired["discordant"], "level": paired["level"],
+            "agreement": round(float(np.mean(exp == ref)), 4),
+            "max_abs_diff": round(float(np.abs(other.probs - reference.probs).max()), 6), "per_class": per_class}
 
 
 def held_out_split(dataset, record: RunRecord, splits: tuple[str, ...] = ("test",)) -> str:

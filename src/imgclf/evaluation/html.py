@@ -56,6 +56,8 @@ pre{background:#f6f8fa;border:1px solid #eceef2;border-radius:8px;padding:12px 1
 details{margin:8px 0}
 summary{cursor:pointer;color:#2563eb}
 .note{color:#6b7280;font-style:italic;margin:6px 0}
+.ci{color:#6b7280;font-size:.8em;font-weight:400;white-space:nowrap}
+.card .v .ci{display:block;font-size:.9rem}
 .warn{color:#b45309;font-weight:600}
 footer{color:#9ca3af;font-size:.8rem;text-align:center;margin-top:30px}
 """
@@ -80,6 +82,14 @@ def num(value: Any, digits: int = 4) -> str:
 
 def pct(value: Any) -> str:
     return "–" if math.isnan(to_float(value)) else f"{100 * to_float(value):.1f}%"
+
+
+def interval(ci: Any, percent: bool = False, digits: int = 3) -> str:
+    """A 95% interval ``[lo, hi]`` shown small after its value; '' when there is none."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return ""
+    lo, hi = (pct(v) if percent else num(v, digits) for v in ci)
+    return f' <span class=ci title="95% bootstrap interval">[{lo}, {hi}]</span>'
 
 
 def note(text: str) -> str:

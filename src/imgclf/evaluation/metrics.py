@@ -51,6 +51,20 @@ class Headline:
             value = value.get(part) if isinstance(value, dict) else None
         return value
 
+    def interval(self, metrics: dict) -> list[float] | None:
+        """Its 95% bootstrap interval ``[lo, hi]`` (stored beside it as ``<key>_ci``), if computed."""
+        *parents, last = self.key.split(".")
+        holder = metrics
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        return holder.get(f"{last}_ci") if isinstance(holder, dict) else None
+
+    def formatted(self, metrics: dict, digits: int = 4) -> str:
+        """``0.8550 [0.8480, 0.8620]``: the value and, when there is one, its interval."""
+        ci = self.interval(metrics)
+        text = f"{self.value(metrics):.{digits}f}"
+        return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
     def title(self, metrics: dict, terse: bool = False) -> str:
         return (self.terse if terse else self.label).format(top_k=metrics.get("top_k", "k"))
 
@@ -64,13 +78,14 @@ HEADLINES = (
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
-    """The headline numbers on one line: ``accuracy 0.8547, macro-F1 0.8540, ... on 10000 images``.
+    """The headline numbers on one line, each with its 95% interval when computed:
+    ``accuracy 0.8547 [0.8478, 0.8616], macro-F1 0.8540 [...], ... on 10000 images``.
 
     Example:
-        >>> summary_line(compute_metrics([0, 1], [[.9, .1], [.3, .7]], ["cat", "dog"]))[:17]
-        'accuracy 1.0000, '
+        >>> summary_line(compute_metrics([0, 1], [[.9, .1], [.3, .7]], ["cat", "dog"]))[:33]
+        'accuracy 1.0000 [1.0000, 1.0000],'
     """
-    parts = [f"{h.title(metrics)} {h.value(metrics):.4f}" for h in HEADLINES if h.value(metrics) is not None]
+    parts = [f"{h.title(metrics)} {h.formatted(metrics)}" for h in HEADLINES if h.value(metrics) is not None]
     return ", ".join(parts) + f" on {metrics['n']} images"
 
 
@@ -123,7 +138,8 @@ def _averaged(y_true, y_pred, labels, average: str) -> dict[str, float]:
     return {"precision": float(p), "recall": float(r), "f1": float(f)}
 
 
-def compute_metrics(y_true, probs, class_names: Sequence[str], top_k: int = 5) -> dict[str, Any]:
+def compute_metrics(y_true, probs, class_names: Sequence[str], top_k: int = 5,
+                    intervals: bool = True) -> dict[str, Any]:
     """Every test-set number the report shows, as a JSON-ready dict.
 
     Args:
@@ -131,12 +147,15 @@ def compute_metrics(y_true, probs, class_names: Sequence[str], top_k: int = 5) -
         probs: predicted probabilities, shape (N, C); the prediction is the row's argmax.
         class_names: the C names, in label-index order.
         top_k: k for top-k accuracy; the k actually used is ``min(top_k, C)``.
+        intervals: add 95% bootstrap intervals (imgclf.evaluation.intervals) beside accuracy,
+            top-k accuracy, macro/weighted F1 (``<key>_ci``) and every per-class score.
 
     Returns:
         A dict with ``n``, ``accuracy``, ``top_k``, ``top_k_accuracy``, ``macro`` and
         ``weighted`` ({precision, recall, f1}), ``per_class`` (list of {class, precision,
         recall, f1, support}), ``confusion_matrix`` (rows true, columns predicted, all C
-        classes), ``classification_report`` (text), ``class_names`` and ``log_loss``.
+        classes), ``classification_report`` (text), ``class_names`` and ``log_loss``; with
+        ``intervals``, ``accuracy_ci`` etc. as ``[lo, hi]`` and ``intervals`` (level, replicates).
 
     Raises:
         ValueError: shapes disagree, labels out of range, or probabilities not finite.
@@ -160,7 +179,7 @@ def compute_metrics(y_true, probs, class_names: Sequence[str], top_k: int = 5) -
          "support": int(support[i])}
         for i, name in enumerate(class_names)
     ]
-    return {
+    metrics = {
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_pred == y_true)),
         "top_k": k,
@@ -174,6 +193,24 @@ def compute_metrics(y_true, probs, class_names: Sequence[str], top_k: int = 5) -
         "class_names": class_names,
         "log_loss": _log_loss(y_true, probs),
     }
+    if intervals:
+        _add_intervals(metrics, y_true, y_pred, probs, k)
+    return metrics
+
+
+def _add_intervals(metrics: dict, y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, k: int) -> None:
+    """Store the bootstrap intervals beside the point estimates they belong to."""
+    from imgclf.evaluation.intervals import metric_intervals
+    # the true class is in the top k when fewer than k classes score above it (ties count as in)
+    true_score = probs[np.arange(len(y_true)), y_true]
+    top_k_hit = (probs > true_score[:, None]).sum(axis=1) < k
+    ci = metric_intervals(y_true, y_pred, top_k_hit, probs.shape[1])
+    metrics["accuracy_ci"], metrics["top_k_accuracy_ci"] = ci["accuracy"], ci["top_k_accuracy"]
+    metrics["macro"]["f1_ci"], metrics["weighted"]["f1_ci"] = ci["macro_f1"], ci["weighted_f1"]
+    for i, row in enumerate(metrics["per_class"]):
+        row.update({f"{key}_ci": ci["per_class"][key][i] for key in ("precision", "recall", "f1")})
+    metrics["intervals"] = {"level": ci["level"], "replicates": ci["replicates"],
+                            "method": "percentile bootstrap, stratified by class"}
 
 
 def _cut(name: str, width: int = NAME_WIDTH) -> str:
@@ -183,7 +220,7 @@ def _cut(name: str, width: int = NAME_WIDTH) -> str:
 def _headline(metrics: dict[str, Any]) -> list[str]:
     macro, weighted = metrics["macro"], metrics["weighted"]
     lines = [f"{'test images':<14}{metrics['n']}"]
-    lines += [f"{h.title(metrics, terse=True):<14}{h.value(metrics):.4f}" for h in HEADLINES]
+    lines += [f"{h.title(metrics, terse=True):<14}{h.formatted(metrics)}" for h in HEADLINES]
     return lines + [
         "",
         f"{'':10}{'precision':>10}{'recall':>10}{'f1':>10}",

@@ -189,8 +189,16 @@ def plot_confusion(cm, class_names: Sequence[str], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def _error_bars(rows: list[dict], key: str) -> np.ndarray | None:
+    """(2, C) distances to each bar's 95% interval ends, or None when the metrics have none."""
+    if not all(row.get(f"{key}_ci") for row in rows):
+        return None
+    return np.array([[row[key] - row[f"{key}_ci"][0], row[f"{key}_ci"][1] - row[key]] for row in rows]).T.clip(0)
+
+
 def plot_per_class(metrics: dict[str, Any], path: str | Path) -> Path:
-    """Precision, recall and F1 per class as grouped horizontal bars, worst F1 at the top.
+    """Precision, recall and F1 per class as grouped horizontal bars (with their 95% bootstrap
+    intervals as error bars when the metrics carry them), worst F1 at the top.
 
     Args:
         metrics: ``evaluate.compute_metrics`` output (uses ``per_class`` and ``macro``).
@@ -211,9 +219,10 @@ def plot_per_class(metrics: dict[str, Any], path: str | Path) -> Path:
     height = 0.27
     for offset, key in zip((-height, 0.0, height), ("precision", "recall", "f1")):
         ax.barh(y + offset, [row[key] for row in rows], height=height, color=METRIC_COLORS[key],
-                label=key if key != "f1" else "F1")
+                label=key if key != "f1" else "F1", xerr=_error_bars(rows, key), error_kw={"elinewidth": .8, "capsize": 2})
     for i, row in enumerate(rows):
-        ax.text(row["f1"] + 0.01, i + height, f"{row['f1']:.2f}", va="center", fontsize=8)
+        right = (row.get("f1_ci") or [0, row["f1"]])[1]
+        ax.text(min(right, 1.0) + 0.01, i + height, f"{row['f1']:.2f}", va="center", fontsize=8)
     macro_f1 = metrics.get("macro", {}).get("f1")
     if macro_f1 is not None:
         ax.axvline(macro_f1, color="#111827", linestyle="--", linewidth=1,

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from imgclf.evaluation.html import (bar, duration, e, facts, figure, note, num, page, pct, section, table,
-                                    to_float)
+from imgclf.evaluation.html import (bar, duration, e, facts, figure, interval, note, num, page, pct, section,
+                                    table, to_float)
 from imgclf.evaluation.metrics import HEADLINES, Headline
 from imgclf.evaluation.health_report import health_section
 from imgclf.evaluation.plan_report import plan_section
@@ -44,7 +44,8 @@ def _header(title: str, config: dict, metrics: dict | None, history: list[dict],
     meta_html = "".join(f"<span>{e(k)}: <b>{e(v)}</b></span>" for k, v in meta if v)
     nav = "".join(f'<a href="#{a}">{e(t)}</a>' for a, t in (
         ("data", "Data"), ("training", "Training"), ("metrics", "Test metrics"),
-        ("confusion", "Confusion matrix"), ("mistakes", "Mistakes"), ("config", "Config")))
+        ("confusion", "Confusion matrix"), ("mistakes", "Mistakes"), ("calibration", "Calibration"),
+        ("coverage", "Coverage"), ("config", "Config")))
     return (f"<header><h1>{e(title)}</h1><div class=meta>{meta_html}</div><nav>{nav}</nav>"
             f"{_cards(metrics, history)}</header>")
 
@@ -68,7 +69,7 @@ def _cards(metrics: dict | None, history: list[dict]) -> str:
 
 def _headline_value(headline: Headline, metrics: dict) -> str:
     value = headline.value(metrics)
-    return pct(value) if headline.percent else num(value, 3)
+    return (pct(value) if headline.percent else num(value, 3)) + interval(headline.interval(metrics), headline.percent)
 
 
 def _data_facts(report: dict) -> str:
@@ -188,9 +189,9 @@ def _per_class_table(metrics: dict) -> str:
     rows = []
     for row in metrics.get("per_class") or []:
         f1 = to_float(row.get("f1"))
-        f1_cell = f"<td class=num{bar(0 if math.isnan(f1) else f1)}>{num(f1, 3)}</td>"
-        rows.append([e(row.get("class")), num(row.get("precision"), 3),
-                     num(row.get("recall"), 3), f1_cell, e(row.get("support", "–"))])
+        f1_cell = f"<td class=num{bar(0 if math.isnan(f1) else f1)}>{num(f1, 3)}{interval(row.get('f1_ci'))}</td>"
+        rows.append([e(row.get("class"))] + [num(row.get(k), 3) + interval(row.get(f"{k}_ci")) for k in ("precision", "recall")]
+                    + [f1_cell, e(row.get("support", "–"))])
     return '<div class="scroll">' + table(["class", "precision", "recall", "F1", "support"],
                                            rows, {1, 2, 3, 4}) + "</div>"
 
@@ -199,7 +200,7 @@ def _metrics_section(metrics: dict | None, plot: Path | None) -> str:
     if not metrics:
         return section("metrics", "Test metrics", note("No test metrics for this run."))
     macro, weighted = metrics.get("macro") or {}, metrics.get("weighted") or {}
-    rows = [[name] + [num(avg.get(k), 3) for k in ("precision", "recall", "f1")]
+    rows = [[name] + [num(avg.get(k), 3) + interval(avg.get(f"{k}_ci")) for k in ("precision", "recall", "f1")]
             for name, avg in (("macro average", macro), ("weighted average", weighted))]
     items = [(h.title(metrics), _headline_value(h, metrics)) for h in HEADLINES]
     items.append(("test images", e(metrics.get("n", "–"))))
@@ -230,7 +231,7 @@ def _config_section(config: dict, run_info: dict) -> str:
 
 def write_report(path: str | Path, *, title: str, config: dict, data_report: dict,
                  metrics: dict | None, history: list[dict], plots: dict[str, Path],
-                 run_info: dict, plan: dict | None = None) -> Path:
+                 run_info: dict, plan: dict | None = None, extra: str = "") -> Path:
     """Write the run's report as one self-contained HTML file, atomically.
 
     Args:
@@ -245,6 +246,7 @@ def write_report(path: str | Path, *, title: str, config: dict, data_report: dic
             ``per_class``, ``mistakes``); other keys are shown at the end.
         run_info: facts about the run, e.g. ``backbone``, ``image_size``, ``seconds``, ``date``.
         plan: plan.json's content (the planner's choice, plan against actual), or None.
+        extra: sections after the mistakes (report_extra: calibration, coverage, export checks).
 
     Returns:
         ``path`` as a Path.
@@ -268,7 +270,7 @@ def write_report(path: str | Path, *, title: str, config: dict, data_report: dic
         section("confusion", "Confusion matrix", figure(
             plots.get("confusion"), "confusion matrix", "No confusion matrix for this run.")),
         section("mistakes", "Misclassified test images", figure(
-            plots.get("mistakes"), "misclassified images", "No mistakes plot for this run.")),
+            plots.get("mistakes"), "misclassified images", "No mistakes plot for this run.")), extra,
         section("figures", "Other figures", others) if others else "",
         _config_section(config, run_info),
     ])
@@ -295,8 +297,9 @@ def write_run_report(record: RunRecord, config: dict, history: list[dict], metri
         PosixPath('runs/x/report.html')
     """
     from imgclf.evaluation.plots import plot_history
+    from imgclf.evaluation.report_extra import extra_sections
     if history:
         plot_history(history, record.plot_path("history"))
     return write_report(record.report_path, title=record.path.name, config=config,
                         data_report=record.read_data_report(), metrics=metrics, history=history,
-                        plots=record.plots(), run_info=run_info, plan=record.read_plan())
+                        plots=record.plots(), run_info=run_info, plan=record.read_plan(), extra=extra_sections(record))

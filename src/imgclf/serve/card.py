@@ -31,9 +31,11 @@ def model_card(source: str | Path, classifier) -> dict:
             "format": getattr(classifier, "format", "keras"),
             "backbone": info.get("backbone") or run.get("backbone"),
             "image_size": classifier.image_size, "num_classes": len(classifier.class_names),
-            "class_names": list(classifier.class_names), "metrics": None}
+            "class_names": list(classifier.class_names), "metrics": None,
+            "temperature": getattr(classifier, "temperature", 1.0)}
     if "accuracy" in metrics:
         from imgclf.evaluation.metrics import HEADLINES
         card["metrics"] = {"n": metrics.get("n"), "top_k": metrics.get("top_k"),
-                           **{h.name: h.value(metrics) for h in HEADLINES}}
+                           **{h.name: h.value(metrics) for h in HEADLINES},
+                           **{f"{h.name}_ci": h.interval(metrics) for h in HEADLINES if h.interval(metrics)}}
     return card

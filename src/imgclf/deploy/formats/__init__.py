@@ -49,7 +49,6 @@ class ExportFormat:
         read_record: ``read_record(path, runtime) -> dict``: the imgclf record stored with the
             file ({} when there is none, e.g. a model imgclf did not write).
         input_dtype: what the graph takes (uint8 for full-integer models).
-        min_agreement: the least top-1 agreement with the trained model to accept the export.
         calibrated: the converter needs calibration images (``job.calibration``).
         is_dir: the model is a folder (SavedModel).
         tensorflow: running the file needs TensorFlow (predict and serve skip importing it
@@ -65,7 +64,6 @@ class ExportFormat:
     open: Callable[[Path, int | None], Any]
     read_record: Callable[[Path, Any], dict]
     input_dtype: str = "float32"
-    min_agreement: float = 0.99
     calibrated: bool = False
     is_dir: bool = False
     tensorflow: bool = True

@@ -1,0 +1,88 @@
+"""calibration.py and the temperature's path: fitted on validation only, applied where
+probabilities leave a model."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from imgclf.evaluation.calibration import (calibration_metrics, coverage_curve, expected_calibration_error,
+                                           fit_temperature)
+from imgclf.ranking import temper
+
+
+def _overconfident(n, temperature, seed=0, classes=5):
+    """Probabilities softmax(z) whose labels were drawn from softmax(z / temperature): the model
+    is overconfident by exactly ``temperature``, so that is the temperature to recover."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, (n, classes))
+    truth = np.exp(z / temperature)
+    truth /= truth.sum(1, keepdims=True)
+    labels = np.array([rng.choice(classes, p=row) for row in truth])
+    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    return probs, labels
+
+
+def test_the_fitted_temperature_recovers_a_known_overconfidence():
+    # 4,000 images: the log-likelihood's curvature in log T puts the fit's standard error at a
+    # few percent; 10% is ~3 SE and far from 1.0, the value a broken fit would return.
+    probs, labels = _overconfident(4000, 2.0)
+    t = fit_temperature(probs, labels)
+    assert t == pytest.approx(2.0, rel=0.1)
+    test_probs, test_labels = _overconfident(4000, 2.0, seed=1)
+    m = calibration_metrics(temper(test_probs, t), test_labels, t)
+    assert m["ece_after"] < m["ece_before"] / 2 and m["log_loss_after"] < m["log_loss_before"]
+
+
+def test_temper_keeps_the_ranking_sums_to_one_and_is_undone_by_its_inverse():
+    probs, _ = _overconfident(50, 1.0)
+    soft = temper(probs, 3.0)
+    assert np.abs(soft.sum(1) - 1).max() < 1e-6 and (soft.argmax(1) == probs.argmax(1)).all()
+    np.testing.assert_allclose(temper(soft, 1 / 3.0), probs, atol=1e-9)
+    assert temper(probs, 1.0) is probs
+
+
+def test_ece_and_coverage_on_known_cases():
+    probs = np.array([[0.9, 0.1]] * 10)
+    labels = np.array([0] * 9 + [1])  # 90% confident, 90% right: calibrated
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0, abs=1e-9)
+    assert expected_calibration_error(probs, np.zeros(10, int)) == pytest.approx(0.1)
+    probs = np.array([[0.99, 0.01], [0.8, 0.2], [0.6, 0.4], [0.55, 0.45]])
+    curve = coverage_curve(probs, np.array([0, 0, 1, 1]), points=4)
+    assert [r["accuracy"] for r in curve] == [0.5, pytest.approx(2 / 3), 1.0, 1.0]
+    assert curve[-1] == {"coverage": 0.25, "min_confidence": 0.99, "accuracy": 1.0}
+
+
+def _job_and_arrays(val_labels, test_labels):
+    """A real (tiny) Keras model inside a stand-in Job, for workflow._evaluate_test."""
+    import keras
+    from imgclf.config import RunConfig
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    rng = np.random.default_rng(0)
+    arrays = {split: rng.integers(0, 255, (len(labels), 8, 8, 3)).astype(np.uint8)
+              for split, labels in (("val", val_labels), ("test", test_labels))}
+    cfg = RunConfig()
+    cfg = type(cfg)(**{**cfg.__dict__, "data": type(cfg.data)(**{**cfg.data.__dict__, "image_size": 8})})
+    dataset = SimpleNamespace(class_names=["a", "b", "c"], labels={"val": val_labels, "test": test_labels})
+    return SimpleNamespace(cfg=cfg, dataset=dataset, net=SimpleNamespace(model=model)), arrays
+
+
+def test_the_temperature_is_fitted_on_validation_only(tmp_path):
+    from imgclf.record import RunRecord
+    from imgclf.workflow import _evaluate_test
+    rng = np.random.default_rng(1)
+    job, arrays = _job_and_arrays(np.zeros(60, int), np.zeros(60, int))
+    # labels the (seeded, untrained) model mostly gets right, so the fit lands inside its range
+    val = job.net.model.predict(arrays["val"].astype("float32"), verbose=0).argmax(1)
+    val[:10] = rng.integers(0, 3, 10)
+    test = rng.integers(0, 3, 60)
+
+    def temperature(val_labels, test_labels, name):
+        job, arrays = _job_and_arrays(val_labels, test_labels)
+        evaluation, t = _evaluate_test(job, RunRecord(tmp_path / name), arrays, None)
+        assert evaluation.metrics["calibration"]["temperature"] == t
+        return t
+    base = temperature(val, test, "base")
+    assert temperature(val, (test + 1) % 3, "test-changed") == base  # test labels do not move it
+    assert temperature((val + 1) % 3, test, "val-changed") != base  # validation labels do
