@@ -9,6 +9,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -42,9 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("imgclf: interrupted", file=sys.stderr)
+        if argv is None:  # the process's own command: end it now
+            _exit_now(130)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _exit_now(status: int) -> None:
+    """Leave without the interpreter's shutdown: worker threads (a decoder pool, TensorFlow's)
+    would be joined first, and TensorFlow's teardown takes seconds; Ctrl-C must end at once.
+    Every ``finally`` between the interrupt and here has run (temporary files are removed)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -177,6 +178,9 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
         return _decode(path, None, max_pixels, draft_size, full_below)
     path = Path(path)
     try:
+        kind = file_kind(path)
+        if kind:  # never open() a FIFO or a device: it blocks until a writer appears
+            raise BadImage(f"not a regular file ({kind})", path)
         # Our own handle: leaving the block closes the file but keeps the decoded pixels
         # (closing a Pillow image instead would destroy them).
         with open(path, "rb") as fp:
@@ -185,6 +189,29 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
             return _decode(fp, path, max_pixels, draft_size, full_below)
     except OSError as exc:
         raise BadImage(f"cannot read file ({exc.strerror or exc})", path) from None
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """None for a regular file (or a symlink to one); otherwise what it is ("a FIFO", "a
+    folder", ...), found with ``stat`` so nothing is opened.
+
+    Raises:
+        OSError: the path cannot be stat'ed (missing, a dangling link, no permission).
+
+    Example:
+        >>> file_kind("/dev/null")
+        'a device'
+    """
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None, full_below: int = 0
