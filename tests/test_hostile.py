@@ -57,3 +57,72 @@ def test_the_decoder_never_opens_a_non_regular_file(tmp_path, target):
         os.symlink(target, path)
     with pytest.raises(BadImage, match="not a regular file"):
         read_image(path)
+
+
+# -- checkpoint.npz: every field checked on load --------------------------------------------
+
+def _state(**changes):
+    import numpy as np
+    from imgclf.training.checkpoint import TrainState
+    fields = dict(phase="head", phase_epochs=2, phase_done=False, rows=[{"epoch": 1}],
+                  stopper={"best": 0.5, "best_epoch": 1, "wait": 0}, schedule={"current": 1e-3, "best": 0.5, "wait": 0},
+                  weights=[np.ones(3)], optimizer=[np.zeros(3)])
+    return TrainState(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(phase="bogus"), "phase 'bogus' is not 'head' or 'fine_tune'"),
+    (dict(phase_epochs=10**9), "phase_epochs 1000000000 is not a whole number from 0 to 100000"),
+    (dict(phase_epochs=-1), "phase_epochs -1"),
+    (dict(phase_epochs=1.5), "phase_epochs 1.5"),
+    (dict(phase_done="yes"), "phase_done 'yes'"),
+    (dict(rows={"a": 1}), "rows is not a list"),
+    (dict(stopper={"best": "x"}), "stopper lacks numbers"),
+])
+def test_an_edited_checkpoint_is_refused_in_one_line(tmp_path, changes, message):
+    from imgclf.errors import ImgclfError
+    from imgclf.record import RunRecord
+    from imgclf.training.checkpoint import load_checkpoint, save_checkpoint
+    save_checkpoint(RunRecord(tmp_path), _state(**changes))
+    with pytest.raises(ImgclfError, match="invalid checkpoint") as info:
+        load_checkpoint(RunRecord(tmp_path))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_phase_epochs_beyond_the_configs_epochs_are_refused(tmp_path):
+    from imgclf.config import load_config
+    from imgclf.errors import ImgclfError
+    from imgclf.record import RunRecord
+    from imgclf.training.checkpoint import load_checkpoint, save_checkpoint
+    record = RunRecord(tmp_path)
+    record.write_config(load_config(None, {"train.epochs": 3}))
+    save_checkpoint(record, _state(phase_epochs=4))
+    with pytest.raises(ImgclfError, match="from 0 to 3"):
+        load_checkpoint(record)
+    save_checkpoint(record, _state(phase_epochs=3))
+    assert load_checkpoint(record).phase_epochs == 3
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])
+def test_a_truncated_checkpoint_is_one_line(tmp_path, cut):
+    from imgclf.errors import ImgclfError
+    from imgclf.record import RunRecord
+    from imgclf.training.checkpoint import load_checkpoint, save_checkpoint
+    record = RunRecord(tmp_path)
+    save_checkpoint(record, _state())
+    data = record.checkpoint_path.read_bytes()
+    record.checkpoint_path.write_bytes(data[:int(len(data) * cut)])
+    with pytest.raises(ImgclfError, match="unreadable checkpoint"):
+        load_checkpoint(record)
+
+
+def test_checkpoint_arrays_of_another_shape_are_refused():
+    import numpy as np
+    from imgclf.errors import ImgclfError
+    from imgclf.training.checkpoint import check_arrays
+    state = _state()
+    check_arrays(state, "weights", [np.ones((2, 3))], [np.zeros((2, 3))])
+    with pytest.raises(ImgclfError, match=r"checkpoint.npz: checkpoint weights do not match .*#0"):
+        check_arrays(state, "weights", [np.ones((3, 2))], [np.zeros((2, 3))])
+    with pytest.raises(ImgclfError, match="1 arrays for 2"):
+        check_arrays(state, "weights", [np.ones((2, 3))], [np.zeros((2, 3)), np.zeros(1)])

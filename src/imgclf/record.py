@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from imgclf.errors import ImgclfError
+from imgclf.errors import ImgclfError, first_line
 from imgclf.files import (LABELS_FILE, atomic_path, load_labels, read_json, save_labels, write_json_atomic,
                           write_text_atomic)
 
@@ -261,8 +261,8 @@ class RunRecord:
         except FileNotFoundError:
             raise ImgclfError(f"{path}: no checkpoint to resume from (the run stopped before its first "
                               "epoch ended); start it again") from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise ImgclfError(f"{path}: unreadable checkpoint ({type(exc).__name__})") from None
+        except Exception as exc:  # noqa: BLE001 -- truncated or edited: BadZipFile, EOFError, zlib.error...
+            raise ImgclfError(f"{path}: unreadable checkpoint ({first_line(exc, 120)}); start the run again") from None
 
     def remove_checkpoint(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)
