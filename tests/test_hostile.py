@@ -126,3 +126,73 @@ def test_checkpoint_arrays_of_another_shape_are_refused():
         check_arrays(state, "weights", [np.ones((3, 2))], [np.zeros((2, 3))])
     with pytest.raises(ImgclfError, match="1 arrays for 2"):
         check_arrays(state, "weights", [np.ones((2, 3))], [np.zeros((2, 3)), np.zeros(1)])
+
+
+# -- corrupt or hostile .tflite files --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tflite(tmp_path_factory):
+    import _fuzz
+    folder = tmp_path_factory.mktemp("tflite")
+    path = folder / "model.tflite"
+    path.write_bytes(_fuzz.tflite_seed(_fuzz.tiny_model()))
+    return path
+
+
+def _inflated(data: bytes, side: int) -> bytes:
+    """The model with one tensor's shape edited to (1, side, side, 4): what one flipped byte of
+    a dimension does."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    tensor = max(model.subgraphs[0].tensors, key=lambda t: len(t.shape) if t.shape is not None else 0)
+    tensor.shape = [1, side, side, 4]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_a_tflite_whose_tensors_need_too_much_memory_is_refused_before_allocating(tflite, tmp_path):
+    import resource
+    from imgclf.deploy.predict import load
+    from imgclf.errors import ImgclfError
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(_inflated(tflite.read_bytes(), 40_000))  # 25.6 GB of float32
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImgclfError, match=r"model.tflite: its tensors would need 23.8 GiB, more than the limit"):
+        clf = load(bad)
+        clf.predict_arrays(__import__("numpy").zeros((1, 16, 16, 3), "uint8"))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: nothing allocated
+
+
+def test_the_memory_limit_is_configurable(tflite, monkeypatch):
+    from imgclf.errors import ImgclfError
+    from imgclf.runtime import LiteRTRuntime
+    LiteRTRuntime(tflite)
+    monkeypatch.setenv("IMGCLF_MAX_MODEL_BYTES", "1000")
+    with pytest.raises(ImgclfError, match="IMGCLF_MAX_MODEL_BYTES"):
+        LiteRTRuntime(tflite)
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9])
+def test_truncated_tflite_is_one_line_in_predict(tflite, tmp_path, cut):
+    data = tflite.read_bytes()
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(data[:int(len(data) * cut)])
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    img = tmp_path / "x.png"
+    from PIL import Image
+    Image.new("RGB", (16, 16)).save(img)
+    out = _cli("predict", bad, img)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"imgclf: error: {bad}: ")
+
+
+def test_serve_on_a_hostile_tflite_fails_at_start_up_in_one_line(tflite, tmp_path):
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(_inflated(tflite.read_bytes(), 40_000))
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    out = _cli("serve", bad, "--port", "0", timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "its tensors would need" in out.stderr.strip().splitlines()[-1]
