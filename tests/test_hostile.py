@@ -196,3 +196,70 @@ def test_serve_on_a_hostile_tflite_fails_at_start_up_in_one_line(tflite, tmp_pat
     out = _cli("serve", bad, "--port", "0", timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "its tensors would need" in out.stderr.strip().splitlines()[-1]
+
+
+# -- full disks and read-only folders ---------------------------------------------------------
+
+def test_a_full_disk_during_an_atomic_write_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+    from imgclf.errors import ImgclfError
+    from imgclf.files import write_bytes_atomic
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"old")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(ImgclfError) as info:
+        write_bytes_atomic(target, b"new")
+    assert str(info.value) == f"{target}: cannot write (No space left on device); files written before are intact"
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
+
+
+def test_disk_errors_anywhere_in_a_command_are_one_line(monkeypatch, capsys):
+    import errno
+    from imgclf.cli import commands, main
+
+    def refuse(args):
+        raise OSError(errno.EROFS, "Read-only file system", "/ro/runs/a")
+    monkeypatch.setitem(commands.COMMANDS, "backbones", refuse)
+    assert main(["backbones"]) == 2
+    assert capsys.readouterr().err == ("imgclf: error: /ro/runs/a: cannot write (Read-only file system); "
+                                       "files written before are intact\n")
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(options) -> a fresh tmpfs folder (root only; skipped elsewhere), unmounted after."""
+    points = []
+
+    def mount(options):
+        point = tmp_path / f"mnt{len(points)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+        points.append(point)
+        return point
+    yield mount
+    for point in points:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_train_and_datasets_on_a_full_or_read_only_disk_say_so_in_one_line(mounted, tmp_path):
+    from imgclf.data.datasets import write_digits
+    write_digits(tmp_path / "digits", per_class=8)
+    full, readonly = mounted("size=256k"), mounted("ro,size=1m")
+    for args, where, problem in [
+            (["datasets", "digits", full / "d"], full, "No space left on device"),
+            (["datasets", "digits", readonly / "d"], readonly, "Read-only file system"),
+            (["train", tmp_path / "digits", "--runs-dir", readonly, "--image-size", "32"], readonly,
+             "Read-only file system"),
+            (["train", tmp_path / "digits", "--runs-dir", full, "--image-size", "32", "--epochs", "1",
+              "--fine-tune-epochs", "0", "--quiet"], full, "No space left on device")]:
+        out = _cli(*args, timeout=300)
+        last = out.stderr.strip().splitlines()[-1]
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert last.startswith(f"imgclf: error: {where}") and f"({problem}); files written before are intact" in last

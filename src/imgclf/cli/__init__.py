@@ -15,6 +15,7 @@ import time
 
 from imgclf.cli.parser import build_parser
 from imgclf.errors import ImgclfError
+from imgclf.files import disk_error
 
 __all__ = ["main", "build_parser"]
 
@@ -48,6 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a full disk or a read-only folder outside the atomic writers
+        error = disk_error(exc, None if exc.filename else _output_of(args))
+        if error is None:
+            raise
+        print(f"imgclf: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _output_of(args) -> str | None:
+    """Where the command writes, to name in a disk error that carries no file name."""
+    for name in ("out", "output", "runs_dir", "run"):
+        if getattr(args, name, None):
+            return str(getattr(args, name))
+    return None
 
 
 def _exit_now(status: int) -> None:
