@@ -179,7 +179,8 @@ def _cmd_serve(args) -> int:
     _tensorflow(args, model=args.run)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_images=args.max_images,
                     max_pixels=args.max_pixels)
-    serve(args.run, host=args.host, port=args.port, workers=args.workers, limits=limits)
+    serve(args.run, host=args.host, port=args.port, workers=args.workers, limits=limits,
+          read_timeout=args.read_timeout, max_connections=args.max_connections)
     return 0
 
 

@@ -184,3 +184,7 @@ def _add_serve(sub, common) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="request body limit in MiB (default 10)")
     p.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
     p.add_argument("--max-pixels", type=int, default=25_000_000, help="pixels per image (default 25 million)")
+    p.add_argument("--read-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a whole request; slower ones are cut off (default 10)")
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="open connections at most; more are answered 503 (default 256)")

@@ -19,6 +19,7 @@ from pathlib import Path
 from imgclf.errors import ImgclfError
 from imgclf.serve.app import create_app, log
 from imgclf.serve.requests import Limits
+from imgclf.serve.timeouts import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, server_options
 
 _ENV = "IMGCLF_SERVE"  # how `--workers N` hands the source and limits to each worker process
 
@@ -57,7 +58,8 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          limits: Limits | None = None, log_level: str = "info") -> None:
+          limits: Limits | None = None, log_level: str = "info", read_timeout: float = DEFAULT_READ_TIMEOUT,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     """Serve a model until interrupted: the API, the page and the OpenAPI schema.
 
     Args:
@@ -67,6 +69,8 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
         workers: processes, each loading the model once before it takes requests.
         limits: request limits.
         log_level: uvicorn's log level.
+        read_timeout: seconds a client has to send a whole request (headers and body).
+        max_connections: open connections at most; more are answered 503.
 
     Example:
         >>> serve("runs/digits", port=8080)  # doctest: +SKIP
@@ -79,15 +83,19 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
     if workers < 1:
         raise ImgclfError(f"--workers must be at least 1, got {workers}")
     limits = limits or Limits()
+    if read_timeout <= 0 or max_connections < 1:
+        raise ImgclfError(f"--read-timeout must be above 0 and --max-connections at least 1, got "
+                          f"{read_timeout} and {max_connections}")
+    options = server_options(read_timeout, max_connections)
     sock = _listen_socket(host, port)  # a busy port fails here, before the model loads
     try:
         if workers == 1:
             app = create_app(source, limits=limits, preload=True)  # a bad model fails here, in one line
-            uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+            uvicorn.Server(uvicorn.Config(app, log_level=log_level, **options)).run(sockets=[sock])
             return
         os.environ[_ENV] = json.dumps({"source": str(Path(source).resolve()), "limits": asdict(limits)})
         config = uvicorn.Config("imgclf.serve.server:app_from_env", factory=True, host=host, port=port,
-                                workers=workers, log_level=log_level)
+                                workers=workers, log_level=log_level, **options)
         logging.getLogger("uvicorn.error").info("imgclf: %d workers on http://%s:%d", workers, host, port)
         supervisor = Multiprocess(config, sockets=[sock])
         supervisor.run()
