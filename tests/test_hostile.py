@@ -263,3 +263,18 @@ def test_train_and_datasets_on_a_full_or_read_only_disk_say_so_in_one_line(mount
         last = out.stderr.strip().splitlines()[-1]
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
         assert last.startswith(f"imgclf: error: {where}") and f"({problem}); files written before are intact" in last
+
+
+# -- tiny classes --------------------------------------------------------------------------------
+
+def test_every_class_of_three_images_gets_a_val_and_a_test_image(tmp_path):
+    colours = {f"c{i:02d}": (i * 12, 255 - i * 12, (i * 37) % 256) for i in range(20)}
+    root = _corpus.write_classes(tmp_path / "tiny", per_class=3, classes=colours)
+    _corpus.write_classes(root, per_class=2, classes={"pair": (1, 2, 3)})
+    ds = data.load_dataset(root, seed=4)
+    for split in ("train", "val", "test"):
+        assert set(ds.labels[split].tolist()) >= set(range(20)), split  # each 3-image class in each
+    assert [len(ds.paths[s]) for s in ("train", "val", "test")] == [21, 20, 21]
+    notes = ds.report.notes
+    assert notes[0].startswith("test: 21 of 62 images (33.9%)")
+    assert notes[1].startswith("val: 20 of 62 images") and "1 class(es) have no val image" in notes[1]
