@@ -60,7 +60,7 @@ def run(name: str, case, seconds: float, case_seconds: float, seed: int) -> dict
             if "\n" in str(exc):
                 failures.append(f"multi-line: {exc!r}"[:300])
         except Exception:  # noqa: BLE001 -- exactly what the fuzz run looks for
-            failures.append(traceback.format_exc(limit=3)[-600:])
+            failures.append(traceback.format_exc()[-900:])  # the innermost frames: where it broke
         took = time.monotonic() - start
         slowest = max(slowest, took)
         if took > case_seconds:

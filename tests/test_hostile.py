@@ -278,3 +278,25 @@ def test_every_class_of_three_images_gets_a_val_and_a_test_image(tmp_path):
     notes = ds.report.notes
     assert notes[0].startswith("test: 21 of 62 images (33.9%)")
     assert notes[1].startswith("val: 20 of 62 images") and "1 class(es) have no val image" in notes[1]
+
+
+# -- temporary files of killed writes ---------------------------------------------------------
+
+def test_stale_temps_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    from imgclf.files import atomic_dir, atomic_path, remove_stale_temps
+    from imgclf.record import RunRecord
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("{}\n")
+    kept = [run / n for n in ("config.yaml", "checkpoint.npz", ".hidden-notes", ".model.keras.txt")]
+    for path in kept[1:]:
+        path.write_text("keep")
+    killed = [atomic_path(run / "checkpoint.npz", ".npz"), atomic_path(run / "model.tflite"),
+              atomic_dir(run / "saved_model")]  # writes that never finish (kept alive: no cleanup)
+    temps = [context.__enter__() for context in killed]
+    (temps[2] / "saved_model.pb").write_bytes(b"half")
+    (run / ".saved_model.old-1234").mkdir()
+    assert len(list(run.iterdir())) == 8
+    RunRecord.interrupted(run)  # what --resume opens
+    assert sorted(run.iterdir()) == sorted(kept)
+    assert remove_stale_temps(run) == []

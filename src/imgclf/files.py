@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -114,6 +115,36 @@ def _swapped_in(path: Path, tmp: Path) -> Iterator[None]:
         if old.exists() and not path.exists():
             os.replace(old, path)  # the swap failed half-way: put the previous folder back
         shutil.rmtree(old, ignore_errors=True)
+
+
+# The names atomic_path and atomic_dir give their temporary files: ".<final name>." + mkstemp's 8
+# random characters (+ a suffix), or ".<final name>.old-<pid>" for a folder being swapped out.
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?:[a-z0-9_]{8}(?:\.[A-Za-z0-9]{1,8})?|old-\d+)$")
+
+
+def remove_stale_temps(folder: str | Path, finals: Sequence[str] | None = None) -> list[Path]:
+    """Remove the temporary files and folders that killed atomic writes left in ``folder``
+    (only names of the atomic writers' pattern, optionally only for the final names in
+    ``finals``); returns what was removed. Call it only where no other write is under way.
+
+    Example:
+        >>> remove_stale_temps("runs/flowers")
+        [PosixPath('runs/flowers/.checkpoint.npz.k2j4_x0a.npz')]
+    """
+    removed = []
+    try:
+        children = sorted(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for child in children:
+        match = _TEMP_NAME.match(child.name)
+        if match and (finals is None or match["final"] in finals):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+            removed.append(child)
+    return removed
 
 
 def _umask() -> int:

@@ -40,7 +40,7 @@ import numpy as np
 
 from imgclf.errors import ImgclfError, first_line
 from imgclf.files import (LABELS_FILE, atomic_path, load_labels, read_json, save_labels, write_json_atomic,
-                          write_text_atomic)
+                          remove_stale_temps, write_text_atomic)
 
 # The figures a run draws, by the key the report places them under, and their file names.
 PLOTS = {"history": "training_curves.png", "confusion": "confusion_matrix.png",
@@ -123,6 +123,7 @@ class RunRecord:
             raise ImgclfError(f"{record.path}: run is already complete; nothing to resume")
         if not record.config_path.is_file():
             raise ImgclfError(f"{record.path}: no config.yaml; not a run directory")
+        remove_stale_temps(record.path)  # of writes killed with the run (a half checkpoint)
         return record
 
     @classmethod
