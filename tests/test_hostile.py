@@ -300,3 +300,52 @@ def test_stale_temps_of_killed_writes_are_removed_and_nothing_else(tmp_path):
     RunRecord.interrupted(run)  # what --resume opens
     assert sorted(run.iterdir()) == sorted(kept)
     assert remove_stale_temps(run) == []
+
+
+# -- predict: input order, plain numbers, the resume hint, duplicate labels ----------------------
+
+def test_predict_prints_rows_in_input_order_with_errors_in_place(tflite, tmp_path):
+    from PIL import Image
+    (tflite.parent / "labels.txt").write_text("a\nb\nc\n")
+    good = [tmp_path / f"{i}.png" for i in range(3)]
+    for path in good:
+        Image.new("RGB", (16, 16), (40, 80, 120)).save(path)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    order = [good[0], bad, good[1], good[2]]
+    out = _cli("predict", tflite, *order, "--batch-size", "3")
+    assert out.returncode == 0, out.stderr
+    assert [line.split("  ")[0] for line in out.stdout.splitlines()] == [str(p) for p in order]
+    assert "ERROR: " in out.stdout.splitlines()[1]
+
+
+def test_shapes_in_messages_are_plain_numbers():
+    import numpy as np
+    from imgclf.errors import ImgclfError
+    from imgclf.runtime import Runtime
+    with pytest.raises(ImgclfError) as info:
+        Runtime().check_classifier("m.tflite", [np.int32(1), np.int32(16), np.int32(16), np.int32(3)],
+                                   [np.int32(1), np.int32(-1)])
+    assert "output shape [1, -1]" in str(info.value) and "np." not in str(info.value)
+
+
+def test_predict_on_an_interrupted_run_gives_the_resume_hint(tmp_path):
+    from imgclf.config import load_config
+    from imgclf.deploy.predict import load
+    from imgclf.errors import ImgclfError
+    from imgclf.record import RunRecord
+    RunRecord(tmp_path).write_config(load_config())
+    with pytest.raises(ImgclfError, match=f"resume it with: imgclf train --resume {tmp_path}"):
+        load(tmp_path)
+
+
+def test_a_duplicate_name_in_labels_txt_is_one_line(tmp_path):
+    import _fuzz
+    from imgclf.deploy.predict import load
+    from imgclf.errors import ImgclfError
+    from imgclf.runtime import convert_tflite
+    path = tmp_path / "model.tflite"
+    path.write_bytes(convert_tflite(_fuzz.tiny_model()))  # no record inside: labels.txt is read
+    (tmp_path / "labels.txt").write_text("a\n9\n9\n")
+    with pytest.raises(ImgclfError, match="class name '9' appears twice in its labels"):
+        load(path)
