@@ -46,3 +46,29 @@ def test_sigint_during_training_ends_within_two_seconds_with_one_line(images, tm
     assert took < 2.0, f"took {took:.1f} s"
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "imgclf: interrupted"
+
+
+def test_two_trainings_of_the_same_name_at_once_both_finish_in_their_own_folders(images, tmp_path):
+    args = ["train", images, "--runs-dir", tmp_path, "--name", "same", "--epochs", "1", "--fine-tune-epochs", "0",
+            "--quiet", *TRAIN]
+    procs = [_start(*args) for _ in range(2)]
+    outs = [proc.communicate(timeout=400) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-1500:] for _, err in outs]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same", "same-2"]
+    assert all((tmp_path / name / "COMPLETE").is_file() for name in ("same", "same-2"))
+
+
+def test_sigkill_mid_training_leaves_only_whole_files_and_resume_cleans_up(images, tmp_path):
+    import random
+    from imgclf.record import RunRecord
+    from imgclf.training.checkpoint import load_checkpoint
+    proc = _start("train", images, "--runs-dir", tmp_path, "--name", "k", "--epochs", "50", *TRAIN)
+    run = tmp_path / "k"
+    _wait_for(run / "checkpoint.npz", proc)
+    time.sleep(random.Random(os.getpid()).uniform(0, 2))  # somewhere in a later epoch or its write
+    proc.kill()
+    proc.communicate()
+    state = load_checkpoint(RunRecord.interrupted(run))  # whole, and resume's opening removed temps
+    assert state.phase == "head" and state.phase_epochs >= 1
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".checkpoint.npz.")]
+    assert not (run / "model.keras").exists() and not (run / "COMPLETE").exists()

@@ -27,7 +27,7 @@ from imgclf.console import quiet_native_stderr
 from imgclf.errors import ImgclfError, first_line
 from imgclf.runtime.runtimes import Runtime, default_threads
 
-DEFAULT_MAX_BYTES = 4 * 2**30
+DEFAULT_MAX_BYTES = 2**30  # a single-image model needing more is corrupt or hostile
 MAX_BYTES_ENV = "IMGCLF_MAX_MODEL_BYTES"
 METADATA_NAME = "imgclf"  # the TFLite metadata entry that holds the JSON record
 
@@ -137,12 +137,12 @@ class LiteRTRuntime(Runtime):
 
 
 def max_model_bytes() -> int:
-    """The most memory a model's tensors may claim (``$IMGCLF_MAX_MODEL_BYTES``, default 4 GiB),
+    """The most memory a model's tensors may claim (``$IMGCLF_MAX_MODEL_BYTES``, default 1 GiB),
     read now: one changed byte in a shape can ask for gigabytes.
 
     Example:
         >>> max_model_bytes()
-        4294967296
+        1073741824
     """
     try:
         return int(os.environ.get(MAX_BYTES_ENV, "")) or DEFAULT_MAX_BYTES
