@@ -233,7 +233,7 @@ def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None, full
         img.draft(None, (draft_size, draft_size))
     try:
         img.load()  # decode everything now, so a truncated file fails here, not later
-    except _DECODE_ERRORS:
+    except _DECODE_ERRORS + (TypeError,):  # TypeError: Pillow on a TIFF tag of the wrong type (fuzzing)
         raise BadImage("truncated or corrupt image data", path) from None
     loaded = img.size
     try:
