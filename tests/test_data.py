@@ -102,7 +102,7 @@ def test_split_folders_carve_missing_val_from_train(tmp_path):
     assert [len(ds.paths[s]) for s in data.SPLITS] == [45, 15, 12]
     assert all("/train/" in p for p in ds.paths["train"] + ds.paths["val"])
     assert all("/test/" in p for p in ds.paths["test"])
-    assert any("val: 25% of train" in note for note in ds.report.notes)
+    assert any(note.startswith("val: 15 of 60 images in train (25.0%)") for note in ds.report.notes)
 
 
 def test_split_folders_accept_validation_and_no_test(tmp_path):

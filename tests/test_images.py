@@ -110,7 +110,7 @@ def test_own_pixel_limit_is_checked_before_decoding(good):
 def test_missing_file_and_folder_are_bad_images(tmp_path):
     with pytest.raises(BadImage, match="cannot read file"):
         read_image(tmp_path / "nope.png")
-    with pytest.raises(BadImage, match="cannot read file"):
+    with pytest.raises(BadImage, match=r"not a regular file \(a folder\)"):
         read_image(tmp_path)
 
 
@@ -141,3 +141,15 @@ def test_resize_averages_when_shrinking():
     board = ((np.indices((64, 64)).sum(axis=0) % 2) * 255).astype(np.uint8)
     out = resize(Image.fromarray(board).convert("RGB"), 8)
     assert np.abs(out.astype(int) - 128).max() <= 3
+
+
+# Found by benchmarks/fuzz.py: Pillow's TIFF loader raised TypeError ('IFDRational' object cannot
+# be interpreted as an integer) on this mutated file.
+FUZZED_TIFF = "SUkqAAgAAAAKAAABBAABAAAAIAAAAAEBBAABAAAAGAAAAAIBAwADAAAAhgAAAAMBAwABAAAAAQAAAAYBAwABAAAAAgAAABEBCgABAAAAjAAAABUBAwABAAAAAwAAABYBBAABAAAAGAAAABcBBAABAAAAAAkAABwBAwABAAAAAQAAAAAAAAAIAAgACABegcHYzuoOoiDW2IH3vA9Et+fMTag8fAkc70EStSY6AzpQ3St3eTHPTRs/pXhYqeh+sex/cHpLmkSZgfdeSL+5vn7boOYAKorsvlWOBudf7ks2RkzG2s+vj72qZ3ey7/TlY77XfdoelOaMcg+YB3jSzsIGssm5pSa410jD9isNftoVOUr42y14pwTYMpyJNxGUEx/quEvw1SV6zjk0awuiOWY89D4GZ8ldAF8G0B6n6h0BqAmtqrrhjYU5Na2kMGXdQO/fiJxkGZjCMrA3YRn0/XR8JUj+PsQSzVUFF/oscCdg8qx+rj3FOPLFfoOlu6Qd1n8KPa+uaDizu1mPYrk6Cd89rpQhFAMyk7h0src6aXDX8J18hRdNGl/0AWtOFwxGa8CzXntCsgO3hXi04pGlqxHReBzumx8Fh0t2l1rQpDerasZOkezdLEBLB2VRotUwt/gKI5dBkyCAnViAVbuRucGOI0Bj6UgCUxkE6OKiuY9CAiY5uwHTtVQwiJ7uiWwLkAaBFLsri1+2KSfUTu2cZVBFfshf7AJQ2E9GPAMeq8lBRGDfa/tLE5FP/Q2t6NaqhcMKVbej2ZEStnclFaMq29JvSHKuSR3kSOfaymtUkLMnXQo6h7xZw5lDUAyqtvCQmLSPZrsUI/44v9Ax33FO8XGWOhYaOoeeyaiPkyFBIOWIWHZLE2Dt5TbaBqvtCfDisXASMuMnG8ElUi3wE9VvCyfbdlzrgPGhFrwAGoaDkoFXOgygjq2TwjJZ7LND6WekjbtvL+ZkeOYJX/My4RsxCiv4fm/VwAt8x9prsA3xC07FnWcOf1gBpL39QtKOmQD47PFnUy0Dq4PEdByZvtSAg/nAwUlQZwAXVn4d95NqcICG0X7wOW0/KMhMvuMSv+ElaVQIJ0eHHAa7q7zQvqp0DLVo+ajrrnWa7Q8nRC6cOGscglvhIBW7n7mkGmb3kaZq7NbXEKrBAcn24iAK3tnJwgKbTYUdVoMW3Ah0FBQfmC76QtbN0u+4CideFz1b9mQUJV89UIOxMv33Y0UBXQrQ0eI0zkFhVRaG0Yi2xDkSfN95jTKrUqnJezpPFYbjqwpHzOh/vyL4d2vrWJyQ9w4cIEP9RCls9pn2iIpTNqfXPldw9BAUJZslVu3QxCew8uddCRZZdc8NwWO64/bpLaqPRpyXnWx/2vJBBhoMaex5yB23IolpTrIHFwNM/FwWrhIIwbohOiXaJkOCiYEQ5Q=="
+
+
+def test_a_fuzzed_tiff_that_broke_pillow_is_a_bad_image():
+    import base64
+    import io
+    with pytest.raises(BadImage, match="truncated or corrupt image data"):
+        read_image(io.BytesIO(base64.b64decode(FUZZED_TIFF)))

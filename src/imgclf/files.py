@@ -13,14 +13,48 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from imgclf.errors import ImgclfError
+
 LABELS_FILE = "labels.txt"  # class names, one per line, in label-index order
+
+
+# What a full disk, a read-only folder or missing permission raise: told to the user, not a bug.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_error(exc: BaseException, path: str | Path | None = None) -> ImgclfError | None:
+    """The one-line error for a write that the disk refused (full, read-only, no permission),
+    or None for any other exception.
+
+    Example:
+        >>> disk_error(OSError(errno.ENOSPC, "No space left on device"), "runs/a/model.keras")
+        ImgclfError('runs/a/model.keras: cannot write (No space left on device); files written before are intact')
+    """
+    if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
+        return None
+    where = path or exc.filename or "a file"
+    return ImgclfError(f"{where}: cannot write ({exc.strerror or os.strerror(exc.errno)}); files written "
+                       f"before are intact")
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        error = disk_error(exc, path)
+        if error is None:
+            raise
+        raise error from None
 
 
 @contextlib.contextmanager
@@ -36,17 +70,18 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         ...     model.save(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artefacts are for sharing
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with _disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artefacts are for sharing
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 @contextlib.contextmanager
@@ -59,11 +94,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         ...     tf.saved_model.save(module, str(tmp))
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    with _disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        with _swapped_in(path, tmp):
+            yield tmp
+
+
+@contextlib.contextmanager
+def _swapped_in(path: Path, tmp: Path) -> Iterator[None]:
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     try:
-        yield tmp
+        yield
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; exports are for sharing
         if path.exists():
             os.replace(path, old)
@@ -73,6 +115,36 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if old.exists() and not path.exists():
             os.replace(old, path)  # the swap failed half-way: put the previous folder back
         shutil.rmtree(old, ignore_errors=True)
+
+
+# The names atomic_path and atomic_dir give their temporary files: ".<final name>." + mkstemp's 8
+# random characters (+ a suffix), or ".<final name>.old-<pid>" for a folder being swapped out.
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?:[a-z0-9_]{8}(?:\.[A-Za-z0-9]{1,8})?|old-\d+)$")
+
+
+def remove_stale_temps(folder: str | Path, finals: Sequence[str] | None = None) -> list[Path]:
+    """Remove the temporary files and folders that killed atomic writes left in ``folder``
+    (only names of the atomic writers' pattern, optionally only for the final names in
+    ``finals``); returns what was removed. Call it only where no other write is under way.
+
+    Example:
+        >>> remove_stale_temps("runs/flowers")
+        [PosixPath('runs/flowers/.checkpoint.npz.k2j4_x0a.npz')]
+    """
+    removed = []
+    try:
+        children = sorted(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for child in children:
+        match = _TEMP_NAME.match(child.name)
+        if match and (finals is None or match["final"] in finals):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+            removed.append(child)
+    return removed
 
 
 def _umask() -> int:

@@ -38,9 +38,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from imgclf.errors import ImgclfError
+from imgclf.errors import ImgclfError, first_line
 from imgclf.files import (LABELS_FILE, atomic_path, load_labels, read_json, save_labels, write_json_atomic,
-                          write_text_atomic)
+                          remove_stale_temps, write_text_atomic)
 
 # The figures a run draws, by the key the report places them under, and their file names.
 PLOTS = {"history": "training_curves.png", "confusion": "confusion_matrix.png",
@@ -123,6 +123,7 @@ class RunRecord:
             raise ImgclfError(f"{record.path}: run is already complete; nothing to resume")
         if not record.config_path.is_file():
             raise ImgclfError(f"{record.path}: no config.yaml; not a run directory")
+        remove_stale_temps(record.path)  # of writes killed with the run (a half checkpoint)
         return record
 
     @classmethod
@@ -261,8 +262,8 @@ class RunRecord:
         except FileNotFoundError:
             raise ImgclfError(f"{path}: no checkpoint to resume from (the run stopped before its first "
                               "epoch ended); start it again") from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise ImgclfError(f"{path}: unreadable checkpoint ({type(exc).__name__})") from None
+        except Exception as exc:  # noqa: BLE001 -- truncated or edited: BadZipFile, EOFError, zlib.error...
+            raise ImgclfError(f"{path}: unreadable checkpoint ({first_line(exc, 120)}); start the run again") from None
 
     def remove_checkpoint(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)

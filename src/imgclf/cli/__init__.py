@@ -9,11 +9,13 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from imgclf.cli.parser import build_parser
 from imgclf.errors import ImgclfError
+from imgclf.files import disk_error
 
 __all__ = ["main", "build_parser"]
 
@@ -42,9 +44,34 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("imgclf: interrupted", file=sys.stderr)
+        if argv is None:  # the process's own command: end it now
+            _exit_now(130)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a full disk or a read-only folder outside the atomic writers
+        error = disk_error(exc, None if exc.filename else _output_of(args))
+        if error is None:
+            raise
+        print(f"imgclf: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _output_of(args) -> str | None:
+    """Where the command writes, to name in a disk error that carries no file name."""
+    for name in ("out", "output", "runs_dir", "run"):
+        if getattr(args, name, None):
+            return str(getattr(args, name))
+    return None
+
+
+def _exit_now(status: int) -> None:
+    """Leave without the interpreter's shutdown: worker threads (a decoder pool, TensorFlow's)
+    would be joined first, and TensorFlow's teardown takes seconds; Ctrl-C must end at once.
+    Every ``finally`` between the interrupt and here has run (temporary files are removed)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

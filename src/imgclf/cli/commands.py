@@ -228,7 +228,8 @@ def _cmd_serve(args) -> int:
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_images=args.max_images,
                     max_pixels=args.max_pixels)
     serve(args.run, host=args.host, port=args.port, workers=args.workers, limits=limits, api_key=api_key,
-          cors_origins=tuple(args.cors_origin), access_log=args.access_log)
+          cors_origins=tuple(args.cors_origin), access_log=args.access_log, read_timeout=args.read_timeout,
+          max_connections=args.max_connections)
     return 0
 
 

@@ -229,6 +229,10 @@ def _add_serve(sub, common) -> None:
                    help="let web pages from ORIGIN (e.g. https://app.example.com) call the API (repeatable)")
     p.add_argument("--access-log", action="store_true",
                    help="one line per request: time, client, method, path, status, latency ms, images")
+    p.add_argument("--read-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a whole request; slower ones are cut off (default 10)")
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="open connections at most; more are answered 503 (default 256)")
 
 
 def _add_runs(sub, common) -> None:

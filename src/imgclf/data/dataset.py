@@ -187,24 +187,49 @@ def _assign_splits(labels: np.ndarray, given: np.ndarray, val_fraction: float, t
     assigned = np.where(given == "", "train", given).astype(object)
     pool = np.flatnonzero(assigned == "train")
     source = "train" if (given != "").any() else "the images"
-    notes = []
+    notes, total = [], pool.size
     test_carved = not (given == "test").any()
     if test_carved:
-        take = stratified_take(labels, pool, test_fraction, seed)
+        take = _with_every_class(labels, pool, stratified_take(labels, pool, test_fraction, seed), test_fraction, seed)
         assigned[take] = "test"
         pool = np.setdiff1d(pool, take)
-        notes.append(f"test: {test_fraction:.0%} of {source}, stratified by class (seed {seed})")
+        notes.append(_carved_note("test", take, labels, total, source, seed))
     else:
         notes.append("test: as given by the data")
     if not (given == "val").any():
         # val_fraction is a share of everything, so rescale it to what is left after test.
         rest = val_fraction / (1.0 - test_fraction) if test_carved and test_fraction < 1 else val_fraction
-        take = stratified_take(labels, pool, min(rest, 1.0), seed + 1)
+        take = _with_every_class(labels, pool, stratified_take(labels, pool, min(rest, 1.0), seed + 1), rest, seed + 1)
         assigned[take] = "val"
-        notes.append(f"val: {val_fraction:.0%} of {source}, stratified by class (seed {seed})")
+        notes.append(_carved_note("val", take, labels, total, source, seed))
     else:
         notes.append("val: as given by the data")
     return assigned, notes
+
+
+def _with_every_class(labels: np.ndarray, pool: np.ndarray, take: np.ndarray, fraction: float, seed: int
+                      ) -> np.ndarray:
+    """``take`` plus one image of each class it lacks that has at least 2 in ``pool`` (3 in
+    all before test was carved): tiny classes still get a val and a test image, seeded."""
+    if fraction <= 0:
+        return take
+    rng = np.random.default_rng(seed)
+    present = set(labels[take].tolist())
+    counts = np.bincount(labels[pool], minlength=int(labels.max()) + 1) if pool.size else np.zeros(0, int)
+    extra = [int(rng.choice(pool[labels[pool] == c])) for c in np.flatnonzero(counts >= 2) if c not in present]
+    return np.sort(np.concatenate([take, np.asarray(extra, dtype=np.int64)]))
+
+
+def _carved_note(split: str, take: np.ndarray, labels: np.ndarray, total: int, source: str, seed: int) -> str:
+    """The real count of a carved split, and the classes left out of it (too few images)."""
+    missing = sorted(set(labels.tolist()) - set(labels[take].tolist()))
+    where = "" if source == "the images" else f" in {source}"
+    note = (f"{split}: {take.size} of {total} images{where} ({take.size / max(total, 1):.1%}), "
+            f"stratified by class (seed {seed})")
+    if missing:
+        note += (f"; {len(missing)} class(es) have no {split} image (fewer than 3 images): add images "
+                 f"or give a {split} split")
+    return note
 
 
 def stratified_take(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import struct
 import zlib
 import dataclasses
@@ -27,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imgclf.data.colour import to_rgb
 from imgclf.errors import ImgclfError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif",
@@ -38,7 +40,6 @@ DEFAULT_MAX_PIXELS = 64_000_000
 _FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "HEIF", "AVIF")
 # The major brands of an ISO base media file that is a HEIF (HEIC, AVIF) still image.
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
-_ALPHA_MODES = ("RGBA", "LA", "La", "PA", "RGBa")
 # Pillow raises any of these (and zlib.error) for a file that identifies but will not decode.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, RuntimeError, struct.error,
                   zlib.error)
@@ -187,6 +188,9 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
         return _decode(path, None, max_pixels, draft_size, full_below)
     path = Path(path)
     try:
+        kind = file_kind(path)
+        if kind:  # never open() a FIFO or a device: it blocks until a writer appears
+            raise BadImage(f"not a regular file ({kind})", path)
         # The file is read whole (Pillow would read it all to decode anyway), hashed, and decoded
         # from memory: the hash costs no second read (imgclf.health's exact duplicates).
         with open(path, "rb") as fp:
@@ -210,6 +214,29 @@ def _register_plugins() -> None:
 
 
 _plugins_registered = False
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """None for a regular file (or a symlink to one); otherwise what it is ("a FIFO", "a
+    folder", ...), found with ``stat`` so nothing is opened.
+
+    Raises:
+        OSError: the path cannot be stat'ed (missing, a dangling link, no permission).
+
+    Example:
+        >>> file_kind("/dev/null")
+        'a device'
+    """
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None, full_below: int = 0
@@ -236,7 +263,7 @@ def _decode(fp, path: Path | None, max_pixels: int, draft_size: int | None, full
         img.draft(None, (draft_size, draft_size))
     try:
         img.load()  # decode everything now, so a truncated file fails here, not later
-    except _DECODE_ERRORS:
+    except _DECODE_ERRORS + (TypeError,):  # TypeError: Pillow on a TIFF tag of the wrong type (fuzzing)
         raise BadImage("truncated or corrupt image data", path) from None
     loaded = img.size
     try:
@@ -254,51 +281,3 @@ def _bomb_reason(message: str, max_pixels: int) -> str:
     if pixels is None or pixels > max_pixels:
         return f"too large: {pixels or 'too many'} pixels exceeds the limit of {max_pixels}"
     return f"too large: {pixels} pixels exceeds Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)"
-
-
-def to_rgb(img: Image.Image, path: str | os.PathLike | None = None) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB the way a person would expect to see it.
-
-    Transparency is composited on white (a transparent background is nearly always white
-    on screen, and black would invent a dark frame). 16-bit values are scaled by 1/257 so
-    that 65535 maps to 255 (clipping would turn most of a 16-bit image white). Pillow
-    already reduces 16-bit colour PNG/TIFF to 8 bits by their high byte, within one level
-    of 1/257. Float ("F") images are taken as 0-1 if their maximum is at most 1, else 0-255.
-
-    Args:
-        img: a loaded Pillow image in any mode.
-        path: named in the error if the mode cannot be converted.
-
-    Returns:
-        The image in mode "RGB" (the same object if it already was).
-
-    Example:
-        >>> to_rgb(Image.new("I;16", (4, 4), 65535)).getpixel((0, 0))
-        (255, 255, 255)
-    """
-    mode = img.mode
-    if mode == "RGB" and "transparency" not in img.info:
-        return img
-    if mode.startswith("I") or mode == "F":
-        return Image.fromarray(_wide_to_uint8(img)).convert("RGB")
-    try:
-        if mode in _ALPHA_MODES or "transparency" in img.info:
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            white.alpha_composite(rgba)
-            return white.convert("RGB")
-        return img.convert("RGB")
-    except ValueError:
-        raise BadImage(f"unsupported colour mode {mode}", path) from None
-
-
-def _wide_to_uint8(img: Image.Image) -> np.ndarray:
-    if img.mode == "F":
-        values = np.asarray(img, dtype=np.float64)
-        top = np.nanmax(values) if values.size else 0.0
-        scale = 255.0 if top <= 1.0 else 1.0
-        return np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
-    # "I;16*" holds 16-bit samples; Pillow also uses 32-bit "I" for 16-bit sources
-    # (some PNG and TIFF variants), so "I" is read as 16-bit too.
-    values = np.asarray(img).astype(np.int64)
-    return np.clip((values + 128) // 257, 0, 255).astype(np.uint8)

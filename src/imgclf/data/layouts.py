@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.errors import ImgclfError
-from imgclf.data.images import IMAGE_EXTENSIONS
+from imgclf.data.images import IMAGE_EXTENSIONS, file_kind
 
 DATASET_MARKER = ".imgclf-dataset.json"  # left by `imgclf datasets`; not data, never listed
 
@@ -154,8 +154,19 @@ def _scan_files(folder: Path, label: str, split: str | None, found: Found) -> No
                 found.skipped.append((path, "hidden"))
             elif os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 found.skipped.append((path, "not an image extension"))
-            else:
+            elif (kind := _kind(path, found)) is None:
                 found.entries.append((path, label, split))
+            elif kind:
+                found.skipped.append((path, f"not a regular file ({kind})"))
+
+
+def _kind(path: str, found: Found) -> str | None:
+    """file_kind(path), or "" after noting an unreadable path (a dangling link) in skipped."""
+    try:
+        return file_kind(path)
+    except OSError as exc:
+        found.skipped.append((path, f"cannot read ({exc.strerror or exc})"))
+        return ""
 
 
 def _read_csv(path: Path) -> Found:

@@ -36,7 +36,8 @@ from imgclf.deploy.formats import ExportFormat, ExportJob, get_format
 from imgclf.deploy.predict import Classifier, load
 from imgclf.errors import ImgclfError
 from imgclf.evaluation import compare, evaluate_on, held_out_split
-from imgclf.files import LABELS_FILE, atomic_dir, atomic_path, load_labels, save_labels, write_json_atomic
+from imgclf.files import (LABELS_FILE, atomic_dir, atomic_path, load_labels, remove_stale_temps, save_labels,
+                          write_json_atomic)
 from imgclf.record import RunRecord
 
 MAX_ACCURACY_DROP = 0.01  # an export may lose at most this much test accuracy (significantly)
@@ -117,6 +118,7 @@ class Exporter:
         record, started = _record(fmt, self.clf, self.cfg, self.record), time.time()
         if verbose:
             print(f"{fmt.name}: converting ({dest})", flush=True)
+        remove_stale_temps(dest.parent, [dest.name, f"{dest.name}.json"])  # of an export killed before
         with (atomic_dir(dest) if fmt.is_dir else atomic_path(dest, fmt.suffix)) as tmp:
             calibration = self._calibration(calibration_images) if fmt.calibrated else None
             fmt.convert(ExportJob(self.clf.model, tmp, record, list(self.clf.class_names), calibration,

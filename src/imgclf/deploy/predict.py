@@ -94,13 +94,12 @@ class Classifier:
             ('cat', 0.97)
         """
         k = max(1, min(top_k, len(self.class_names)))
-        batch: list[tuple[str, np.ndarray]] = []
+        batch: list[tuple[str, np.ndarray | str]] = []  # (path, pixels or the reason it failed)
         for path in paths:
             try:
                 batch.append((str(path), resize(read_image(path, self.max_pixels), self.image_size)))
             except BadImage as exc:
-                yield {"path": str(path), "top": [], "error": str(exc)}
-                continue
+                batch.append((str(path), str(exc)))  # stays in its place: output in input order
             if len(batch) == batch_size:
                 yield from self._emit(batch, k)
                 batch = []
@@ -108,9 +107,13 @@ class Classifier:
             yield from self._emit(batch, k)
 
     def _emit(self, batch, k):
-        probs = self.predict_arrays(np.stack([image for _, image in batch]))
-        for (path, _), p in zip(batch, probs):
-            yield {"path": path, "top": top_k(p, self.class_names, k), "error": None}
+        images = [image for _, image in batch if not isinstance(image, str)]
+        probs = iter(self.predict_arrays(np.stack(images)) if images else [])
+        for path, image in batch:
+            if isinstance(image, str):
+                yield {"path": path, "top": [], "error": image}
+            else:
+                yield {"path": path, "top": top_k(next(probs), self.class_names, k), "error": None}
 
 
 def load(source: str | Path, num_threads: int | None = None) -> Classifier:

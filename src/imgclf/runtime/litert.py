@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -26,6 +27,8 @@ from imgclf.console import quiet_native_stderr
 from imgclf.errors import ImgclfError, first_line
 from imgclf.runtime.runtimes import Runtime, default_threads
 
+DEFAULT_MAX_BYTES = 2**30  # a single-image model needing more is corrupt or hostile
+MAX_BYTES_ENV = "IMGCLF_MAX_MODEL_BYTES"
 METADATA_NAME = "imgclf"  # the TFLite metadata entry that holds the JSON record
 
 
@@ -56,14 +59,19 @@ class LiteRTRuntime(Runtime):
                  pad_to: int | None = None, classifier: bool = True):
         from ai_edge_litert.interpreter import Interpreter
         self.path = None if isinstance(model, bytes) else Path(model)
-        source = self.path or "TFLite model"
+        self._source = source = self.path or "TFLite model"
         try:
             kwargs = {"model_content": model} if self.path is None else {"model_path": str(model)}
             with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 self._interpreter = Interpreter(**kwargs, num_threads=num_threads or default_threads())
-        except (ValueError, RuntimeError) as exc:  # not a flatbuffer, truncated, unknown ops
+            inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+            needed = tensor_bytes(self._interpreter)
+        except Exception as exc:  # not a flatbuffer, truncated, unknown ops, undecodable names
             raise ImgclfError(f"{source}: not a valid TFLite model ({first_line(exc)})") from None
-        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if needed > max_model_bytes():
+            raise ImgclfError(f"{source}: its tensors would need {needed / 2**30:.1f} GiB, more than the "
+                              f"limit of {max_model_bytes() / 2**30:.1f} GiB ({MAX_BYTES_ENV}); refusing a "
+                              f"corrupt or hostile model")
         if len(inputs) != 1 or len(outputs) != 1:
             raise ImgclfError(f"{source}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
         self._in, self._out = inputs[0], outputs[0]
@@ -85,13 +93,16 @@ class LiteRTRuntime(Runtime):
         with self._lock:
             if len(batch) != self._batch:
                 self._resize(len(batch))
-            if not self._allocated:
-                with quiet_native_stderr():  # XNNPACK announces itself when it is applied
-                    self._interpreter.allocate_tensors()
-                self._allocated = True
-            self._interpreter.set_tensor(self._in["index"], self._to_input(batch))
-            self._interpreter.invoke()
-            out = self._interpreter.get_tensor(self._out["index"])
+            try:
+                if not self._allocated:
+                    with quiet_native_stderr():  # XNNPACK announces itself when it is applied
+                        self._interpreter.allocate_tensors()
+                    self._allocated = True
+                self._interpreter.set_tensor(self._in["index"], self._to_input(batch))
+                self._interpreter.invoke()
+                out = self._interpreter.get_tensor(self._out["index"])
+            except (ValueError, RuntimeError) as exc:  # a corrupt graph the interpreter accepted
+                raise ImgclfError(f"{self._source}: cannot run this TFLite model ({first_line(exc)})") from None
         return _dequantize(out, self._out["quantization"])
 
     def _resize(self, batch_size: int) -> None:
@@ -123,6 +134,37 @@ class LiteRTRuntime(Runtime):
     def metadata(self) -> dict | None:
         """The imgclf record inside the file, or None (a model imgclf did not write)."""
         return read_tflite_metadata(self.path.read_bytes()) if self.path else None
+
+
+def max_model_bytes() -> int:
+    """The most memory a model's tensors may claim (``$IMGCLF_MAX_MODEL_BYTES``, default 1 GiB),
+    read now: one changed byte in a shape can ask for gigabytes.
+
+    Example:
+        >>> max_model_bytes()
+        1073741824
+    """
+    try:
+        return int(os.environ.get(MAX_BYTES_ENV, "")) or DEFAULT_MAX_BYTES
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+
+
+def tensor_bytes(interpreter) -> int:
+    """Bytes of every tensor at its planned shape, read from the flatbuffer before anything
+    is allocated (a bound on what ``allocate_tensors`` asks for; the arena reuses memory).
+
+    Example:
+        >>> tensor_bytes(Interpreter(model_path="model.tflite"))
+        31457280
+    """
+    total = 0
+    for detail in interpreter.get_tensor_details():
+        count = 1
+        for dim in detail["shape"]:
+            count *= max(int(dim), 1)
+        total += count * np.dtype(detail["dtype"]).itemsize
+    return total
 
 
 def _dequantize(out: np.ndarray, quantization) -> np.ndarray:

@@ -41,8 +41,9 @@ class Runtime:
         shape = [int(d) if d is not None else -1 for d in input_shape]
         if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] <= 0:
             raise ImgclfError(f"{source}: not an image classifier (input shape {shape}, expected (N, S, S, 3))")
-        if len(output_shape) != 2 or not output_shape[1] or int(output_shape[1]) < 1:
-            raise ImgclfError(f"{source}: not an image classifier (output shape {list(output_shape)}, "
+        output_shape = [int(d) if d is not None else -1 for d in output_shape]  # plain numbers in messages
+        if len(output_shape) != 2 or output_shape[1] < 1:
+            raise ImgclfError(f"{source}: not an image classifier (output shape {output_shape}, "
                               "expected (N, classes))")
         self.image_size, self.num_classes = shape[1], int(output_shape[1])
 

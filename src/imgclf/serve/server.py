@@ -20,6 +20,7 @@ from imgclf.errors import ImgclfError
 from imgclf.serve.access import exposure_warning
 from imgclf.serve.app import create_app, log
 from imgclf.serve.requests import Limits
+from imgclf.serve.timeouts import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, server_options
 
 _ENV = "IMGCLF_SERVE"  # how `--workers N` hands the source and limits to each worker process
 
@@ -60,7 +61,8 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           limits: Limits | None = None, log_level: str = "info", api_key: str | None = None,
-          cors_origins: tuple[str, ...] = (), access_log: bool = False) -> None:
+          cors_origins: tuple[str, ...] = (), access_log: bool = False,
+          read_timeout: float = DEFAULT_READ_TIMEOUT, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     """Serve a model until interrupted: the API, the page and the OpenAPI schema.
 
     Args:
@@ -75,6 +77,8 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
         cors_origins: browser origins on other hosts allowed to call the API.
         access_log: imgclf's one line per request (method, path, status, latency, images)
             instead of uvicorn's access lines.
+        read_timeout: seconds a client has to send a whole request (headers and body).
+        max_connections: open connections at most; more are answered 503.
 
     Example:
         >>> serve("runs/digits", port=8080)  # doctest: +SKIP
@@ -87,6 +91,10 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
     if workers < 1:
         raise ImgclfError(f"--workers must be at least 1, got {workers}")
     limits = limits or Limits()
+    if read_timeout <= 0 or max_connections < 1:
+        raise ImgclfError(f"--read-timeout must be above 0 and --max-connections at least 1, got "
+                          f"{read_timeout} and {max_connections}")
+    options = {**server_options(read_timeout, max_connections), "access_log": not access_log}
     access = {"api_key": api_key, "cors_origins": tuple(cors_origins), "access_log": access_log}
     warning = exposure_warning(host, api_key)
     if warning:
@@ -95,12 +103,12 @@ def serve(source: str | Path, *, host: str = "127.0.0.1", port: int = 8000, work
     try:
         if workers == 1:
             app = create_app(source, limits=limits, preload=True, **access)  # a bad model fails here, in one line
-            uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=not access_log)).run(sockets=[sock])
+            uvicorn.Server(uvicorn.Config(app, log_level=log_level, **options)).run(sockets=[sock])
             return
         os.environ[_ENV] = json.dumps({"source": str(Path(source).resolve()), "limits": asdict(limits),
                                        "access": access})
         config = uvicorn.Config("imgclf.serve.server:app_from_env", factory=True, host=host, port=port,
-                                workers=workers, log_level=log_level, access_log=not access_log)
+                                workers=workers, log_level=log_level, **options)
         logging.getLogger("uvicorn.error").info("imgclf: %d workers on http://%s:%d", workers, host, port)
         supervisor = Multiprocess(config, sockets=[sock])
         supervisor.run()

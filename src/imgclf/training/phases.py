@@ -22,9 +22,8 @@ import tensorflow as tf
 from imgclf.config import TrainConfig
 from imgclf.console import PhaseProgress
 from imgclf.data.augment import reseed
-from imgclf.errors import ImgclfError
 from imgclf.record import RunRecord
-from imgclf.training.checkpoint import TrainState, save_checkpoint
+from imgclf.training.checkpoint import TrainState, check_arrays, save_checkpoint
 from imgclf.training.model import Network
 from imgclf.training.steps import FusedAdam, Steps, run_epoch
 
@@ -197,6 +196,9 @@ def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
 def _restore(resume: TrainState | None, model: keras.Model, stopper: EarlyStopping) -> list[dict]:
     if resume is None:
         return []
+    check_arrays(resume, "weights", resume.weights, model.weights)
+    if resume.best_weights is not None:
+        check_arrays(resume, "best weights", resume.best_weights, model.weights)
     model.set_weights(resume.weights)
     stopper.best, stopper.best_epoch, stopper.wait = (resume.stopper[k] for k in ("best", "best_epoch", "wait"))
     stopper.best_weights = resume.best_weights
@@ -239,7 +241,7 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     schedule = Schedule(cfg.schedule, lr, epochs, patience_of(cfg))
     done = resume.phase_epochs if resume else 0
     if resume is not None:
-        _restore_optimizer(optimizer, phase.trainee, resume.optimizer)
+        _restore_optimizer(optimizer, resume, resume.optimizer)
         schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
     with PhaseProgress(name, epochs, phase.steps, log.verbose) as progress:
         for i in range(done, epochs if not (resume and resume.phase_done) else done):
@@ -276,9 +278,8 @@ def _epoch(phase: Phase, steps: Steps, name: str, i: int, epochs: int, number: i
             "lr": float(schedule.current), "seconds": time.perf_counter() - start}
 
 
-def _restore_optimizer(optimizer, trainee, values) -> None:
-    if len(optimizer.variables) != len(values):
-        raise ImgclfError("checkpoint does not match this model's optimizer state; was the config changed?")
+def _restore_optimizer(optimizer, resume, values) -> None:
+    check_arrays(resume, "optimizer state", values, optimizer.variables)
     for variable, value in zip(optimizer.variables, values):
         variable.assign(value)
 
