@@ -80,9 +80,37 @@ def test_the_temperature_is_fitted_on_validation_only(tmp_path):
 
     def temperature(val_labels, test_labels, name):
         job, arrays = _job_and_arrays(val_labels, test_labels)
-        evaluation, t = _evaluate_test(job, RunRecord(tmp_path / name), arrays, None)
+        evaluation, calibration = _evaluate_test(job, RunRecord(tmp_path / name), arrays, None)
+        t = calibration["temperature"]
         assert evaluation.metrics["calibration"]["temperature"] == t
-        return t
-    base = temperature(val, test, "base")
-    assert temperature(val, (test + 1) % 3, "test-changed") == base  # test labels do not move it
-    assert temperature((val + 1) % 3, test, "val-changed") != base  # validation labels do
+        return t, [row["min_confidence"] for row in calibration["thresholds"]]
+    base, thresholds = temperature(val, test, "base")
+    assert thresholds  # some target accuracy is reachable on these labels
+    # test labels move neither the temperature nor the abstain thresholds; validation labels do
+    assert temperature(val, (test + 1) % 3, "test-changed") == (base, thresholds)
+    assert temperature((val + 1) % 3, test, "val-changed")[0] != base
+
+
+def test_abstain_thresholds_pick_the_lowest_confidence_that_reaches_each_accuracy():
+    from imgclf.evaluation.calibration import abstain_thresholds, pick_threshold
+    from imgclf.errors import ImgclfError
+    # confidences 0.9, 0.8, 0.7, 0.6; right, right, wrong, right
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
+    labels = np.array([0, 1, 1, 0])
+    rows = abstain_thresholds(probs, labels, probs, labels)
+    # 0.75 accuracy is first reached with all four (3/4), 2/3 < 0.75 < 1 needs the top two
+    assert pick_threshold(rows, 0.75, "run")["min_confidence"] == 0.6
+    top_two = pick_threshold(rows, 0.9, "run")
+    assert top_two["min_confidence"] == 0.8 and top_two["val_coverage"] == 0.5 and top_two["val_accuracy"] == 1.0
+    assert top_two["test_coverage"] == 0.5  # reported on the test split at the same P
+    assert [r["min_confidence"] for r in rows] == sorted(r["min_confidence"] for r in rows)
+    with pytest.raises(ImgclfError, match="no confidence thresholds"):
+        pick_threshold([], 0.9, "model.tflite")
+    assert abstain_thresholds(probs, 1 - probs.argmax(axis=1)) == []  # every answer wrong: no target reached
+
+
+def test_an_answer_below_the_confidence_asked_for_is_unknown():
+    from imgclf.ranking import UNKNOWN, answer
+    assert answer([("dog", 0.55), ("cat", 0.45)], 0.6) == UNKNOWN
+    assert answer([("dog", 0.6), ("cat", 0.4)], 0.6) == "dog"
+    assert answer([], 0.5) is None

@@ -133,6 +133,21 @@ def test_top_k_option(client, digits):
         assert_error(post(top_k=bad), 422, "top_k")
 
 
+def test_min_confidence_answers_unknown(client, digits):
+    data = digits[0].read_bytes()
+    def post(**params):
+        return client.post("/predict", params=params, content=data, headers={"content-type": "image/png"})
+    plain = post().json()["predictions"][0]
+    assert plain["label"] == plain["top"][0]["label"]  # 0 by default: always an answer
+    top_p = plain["top"][0]["probability"]
+    assert post(min_confidence=top_p).json()["predictions"][0]["label"] == plain["label"]
+    if top_p < 1.0:
+        above = post(min_confidence=min(1.0, top_p + 1e-3)).json()
+        assert above["predictions"][0]["label"] == "unknown" and above["min_confidence"] > top_p
+    for bad in (-0.1, 1.5, "abc"):
+        assert_error(post(min_confidence=bad), 422, "min_confidence")
+
+
 @pytest.mark.parametrize("case, status, fragment", [
     ("empty body", 400, "empty body"),
     ("text/plain body", 415, "unsupported content type"),

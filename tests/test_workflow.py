@@ -91,6 +91,22 @@ def test_predict_says_unknown_below_the_confidence_asked_for(result, digits, cap
     assert main(["predict", str(result.run_dir), folder, "--min-confidence", "2"]) == 2
 
 
+def test_target_accuracy_picks_the_threshold_on_validation(result, digits, capsys):
+    thresholds = json.loads((result.run_dir / "run.json").read_text())["calibration"]["thresholds"]
+    assert thresholds, "the run keeps the thresholds its validation split reaches"
+    row = thresholds[0]  # the lowest reachable target: answer on the most images
+    folder = str(digits / "digits" / "4")
+    assert main(["predict", str(result.run_dir), folder, "--format", "json",
+                 "--target-accuracy", str(row["target_accuracy"])]) == 0
+    out, err = capsys.readouterr()
+    assert f"answering at confidence {row['min_confidence']:.3f}" in err and "validation:" in err
+    for line in out.strip().splitlines():
+        r = json.loads(line)
+        assert r["label"] == (r["top"][0]["label"] if r["top"][0]["probability"] >= row["min_confidence"] else "unknown")
+    assert main(["predict", str(result.run_dir), folder, "--target-accuracy", "1.5"]) == 2
+    assert "--target-accuracy 1.5: must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_evaluate_reproduces_the_runs_metrics(result):
     again = evaluate_run(result.run_dir, verbose=False)
     assert again["accuracy"] == pytest.approx(result.metrics["accuracy"])

@@ -52,3 +52,19 @@ def temper(probs, temperature: float) -> np.ndarray:
     logits -= logits.max(axis=-1, keepdims=True)
     scaled = np.exp(logits)
     return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(probs.dtype if probs.dtype.kind == "f" else np.float32)
+
+
+UNKNOWN = "unknown"  # the answer below the confidence asked for (predict --min-confidence, serve)
+
+
+def answer(top: Sequence[tuple[str, float]], min_confidence: float = 0.0) -> str | None:
+    """The label to give for a ranked prediction: its top class, or UNKNOWN when that class is
+    less probable than ``min_confidence``; None for no prediction (an unreadable file).
+
+    Example:
+        >>> answer([("dog", 0.55), ("cat", 0.45)], min_confidence=0.6)
+        'unknown'
+    """
+    if not top:
+        return None
+    return top[0][0] if top[0][1] >= min_confidence else UNKNOWN

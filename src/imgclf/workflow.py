@@ -173,9 +173,8 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     if not cluster.is_chief:
         return TrainResult(None, job.net.model, dataset.class_names, history, None)
     record.save_model(job.net.model)
-    evaluation, temperature = _evaluate_test(job, record, arrays, phase_data if cache_stats else None)
-    info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size,
-            "calibration": {"temperature": temperature, "fitted_on": "val", "val_images": len(arrays["val"])},
+    evaluation, calibration = _evaluate_test(job, record, arrays, phase_data if cache_stats else None)
+    info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size, "calibration": calibration,
             "backbone": job.net.spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}),
             **({"eval_runtime": evaluation.runtime, "eval_seconds": evaluation.seconds} if evaluation else {}),
             "resumed": resume is not None, **strategy_info(strategy)}
@@ -238,30 +237,33 @@ def _phase_data(job: Job, arrays, record: RunRecord, verbose: bool):
 
 
 def _evaluate_test(job: Job, record: RunRecord, arrays, cached):
-    """Fit the temperature on the validation split, then evaluate the calibrated model on the
-    test split (None without one), saved into the run; returns (evaluation, temperature).
-
-    On the cached path (``cached``: the run's features.CachedData) the frozen part runs on the
-    compiled forward the caches used (LiteRT: 3-5x Keras predict) and the rest as a tf.function;
+    """Fit the temperature and the abstain thresholds on the validation split, then evaluate the
+    calibrated model on the test split (None without one), saved into the run; returns
+    (evaluation, run.json's "calibration"). On the cached path (``cached``: features.CachedData)
+    the frozen part runs on the compiled forward the caches used, the rest as a tf.function;
     otherwise the Classifier's Keras model, as ``imgclf evaluate`` does.
     """
     from imgclf.deploy.predict import Classifier
     from imgclf.evaluation import evaluate_on, save_evaluation
-    from imgclf.evaluation.calibration import fit_temperature
+    from imgclf.evaluation.calibration import abstain_thresholds, fit_temperature, temper
     from imgclf.runtime import choose_runtime
-    cfg, images = job.cfg, arrays["test"]
+    cfg, images, labels = job.cfg, arrays["test"], job.dataset.labels
     clf = Classifier(job.net.model, job.dataset.class_names, cfg.data.image_size, record.path, cfg.data.max_pixels)
-    predict, runtime = None, None
+    predict, runtime, val_probs = None, None, None
     if cached:
         predict, runtime = cached.predict, choose_runtime(cfg.train.runtime, len(images)) + "+tf"
     if len(arrays["val"]):  # validation only: the test split never touches the temperature
-        clf.temperature = fit_temperature((predict or clf.predict_arrays)(arrays["val"]), job.dataset.labels["val"])
+        raw = (predict or clf.predict_arrays)(arrays["val"])
+        clf.temperature = fit_temperature(raw, labels["val"])
+        val_probs = temper(raw, clf.temperature)
+    calibration = {"temperature": clf.temperature, "fitted_on": "val", "val_images": len(arrays["val"])}
     if not len(images):
-        return None, clf.temperature
-    evaluation = evaluate_on(clf, images, job.dataset.labels["test"], top_k=cfg.train.top_k, predict=predict,
-                             runtime=runtime)
+        return None, calibration
+    evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=predict, runtime=runtime)
     save_evaluation(evaluation, images, record)
-    return evaluation, clf.temperature
+    if val_probs is not None:  # chosen on validation; the test columns are only reported
+        calibration["thresholds"] = abstain_thresholds(val_probs, labels["val"], evaluation.probs, evaluation.labels)
+    return evaluation, calibration
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: bool = True,

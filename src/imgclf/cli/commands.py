@@ -116,13 +116,13 @@ def _expand(items: list[str]):
 
 def _cmd_predict(args) -> int:
     from imgclf.deploy.predict import load
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise ImgclfError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
+    from imgclf.ranking import answer
     _exists(args.run)
+    min_confidence = _min_confidence(args)
     _tensorflow(args, model=args.run)
     clf = load(args.run, num_threads=args.threads)
     rows = clf.predict_paths(_expand(args.images), top_k=args.top_k, batch_size=args.batch_size)
-    rows = (_abstain(row, args.min_confidence) for row in rows)
+    rows = ({**row, "label": answer(row["top"], min_confidence)} for row in rows)
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
         writer.writerow(["path", "rank", "label", "probability", "error"])
@@ -141,17 +141,32 @@ def _cmd_predict(args) -> int:
             print(f"{row['path']}  ERROR: {row['error']}")
         else:
             shown = "  ".join(f"{c} {p:.1%}" for c, p in row["top"])
-            print(f"{row['path']}  " + (f"unknown (below {args.min_confidence:.0%}; {shown})" if row["label"] == "unknown" else shown))
+            print(f"{row['path']}  " + (f"unknown (below {min_confidence:.0%}; {shown})" if row["label"] == "unknown" else shown))
         sys.stdout.flush()
     if failed:
         print(f"imgclf: {failed} file(s) could not be read (listed above)", file=sys.stderr)
     return 0
 
 
-def _abstain(row: dict, min_confidence: float) -> dict:
-    """The row with ``label``: its top class, or "unknown" when that is less probable than asked."""
-    confident = bool(row["top"]) and row["top"][0][1] >= min_confidence
-    return {**row, "label": row["top"][0][0] if confident else ("unknown" if row["top"] else None)}
+def _min_confidence(args) -> float:
+    """--min-confidence, or the threshold --target-accuracy picks from the run's validation split
+    (said on stderr, with the test coverage at it)."""
+    if args.target_accuracy is None:
+        if not 0.0 <= args.min_confidence <= 1.0:
+            raise ImgclfError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
+        return args.min_confidence
+    from imgclf.evaluation.calibration import pick_threshold
+    if not 0.0 < args.target_accuracy < 1.0:
+        raise ImgclfError(f"--target-accuracy {args.target_accuracy}: must be between 0 and 1")
+    record = RunRecord(args.run)
+    thresholds = record.read_run_info().get("calibration", {}).get("thresholds") if record.run_info_path.is_file() else None
+    row = pick_threshold(thresholds or [], args.target_accuracy, args.run)
+    test = (f"; test: {row['test_accuracy']:.3f} accurate on {row['test_coverage']:.0%}"
+            if row.get("test_coverage") is not None and row.get("test_accuracy") is not None else "")
+    print(f"imgclf: --target-accuracy {args.target_accuracy}: answering at confidence {row['min_confidence']:.3f} "
+          f"or more (validation: {row['val_accuracy']:.3f} accurate on {row['val_coverage']:.0%} of images{test})",
+          file=sys.stderr)
+    return row["min_confidence"]
 
 
 def _cmd_inspect(args) -> int:

@@ -127,6 +127,9 @@ def _add_predict(sub, common) -> None:
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                    help="answer \"unknown\" when the top (calibrated) probability is below P, 0-1 (default 0: "
                         "always answer); the report's coverage table shows what each P costs")
+    p.add_argument("--target-accuracy", type=float, metavar="A",
+                   help="instead of --min-confidence: the lowest confidence at which the run's validation "
+                        "images were at least A accurate (0-1); says the test coverage at it")
 
 
 def _add_export(sub, common) -> None:

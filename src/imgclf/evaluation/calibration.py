@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgclf.errors import ImgclfError
 from imgclf.ranking import temper
 
 BINS = 15  # the usual number of equal-width confidence bins (Guo et al., 2017)
@@ -115,3 +116,63 @@ def calibration_metrics(probs, labels, temperature: float) -> dict:
             "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(probs, labels),
             "log_loss_before": round(_nll(raw, labels), 6), "log_loss_after": round(_nll(probs, labels), 6),
             "reliability": reliability(probs, labels), "coverage": coverage_curve(probs, labels)}
+
+
+TARGETS = tuple(round(0.5 + 0.005 * i, 3) for i in range(100))  # accuracies 0.500-0.995 a threshold is kept for
+
+
+def abstain_thresholds(val_probs, val_labels, test_probs=None, test_labels=None, targets=TARGETS) -> list[dict]:
+    """For each target accuracy A, the lowest confidence P at which the validation images the
+    model is at least P sure of are at least A accurate (so the most images get an answer),
+    with that validation coverage; then, only reported, the test coverage and accuracy at P.
+    Targets no threshold reaches on validation are left out; rows with the same P are merged
+    into the highest target they meet.
+
+    Example:
+        >>> abstain_thresholds(np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1]))[-1]["min_confidence"]
+        0.9
+    """
+    probs, labels = np.asarray(val_probs, np.float64), np.asarray(val_labels)
+    if not len(labels):
+        return []
+    confidence = probs.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    accurate = np.cumsum(probs.argmax(axis=1)[order] == labels[order]) / np.arange(1, len(labels) + 1)
+    rows: dict[float, dict] = {}
+    for target in targets:
+        reach = np.flatnonzero(accurate >= target)
+        if not len(reach):
+            continue
+        p = float(confidence[order][reach[-1]])
+        rows[p] = {"target_accuracy": target, "min_confidence": round(p, 6),
+                   **_answered("val", probs, labels, p), **_answered("test", test_probs, test_labels, p)}
+    return sorted(rows.values(), key=lambda r: r["target_accuracy"])
+
+
+def _answered(split: str, probs, labels, p: float) -> dict:
+    """Coverage and accuracy of ``split`` when only answers at confidence >= p are given."""
+    if probs is None or not len(labels):
+        return {}
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    kept = probs.max(axis=1) >= p
+    hits = probs.argmax(axis=1)[kept] == labels[kept]
+    return {f"{split}_coverage": round(float(kept.mean()), 4),
+            f"{split}_accuracy": round(float(hits.mean()), 4) if kept.any() else None}
+
+
+def pick_threshold(thresholds: list[dict], target: float, source: str) -> dict:
+    """The row of ``thresholds`` (abstain_thresholds, stored in run.json) for ``target``: the
+    lowest stored target at or above it.
+
+    Raises:
+        ImgclfError: the run has no thresholds, or none reaches ``target`` on validation.
+    """
+    if not thresholds:
+        raise ImgclfError(f"{source}: no confidence thresholds in its run.json (a run without validation "
+                          "images, an older run, or an exported file); use --min-confidence P instead")
+    for row in thresholds:
+        if row["target_accuracy"] >= target - 1e-9:
+            return row
+    best = thresholds[-1]
+    raise ImgclfError(f"--target-accuracy {target}: not reached on the validation split at any confidence "
+                      f"(at most {best['val_accuracy']:.3f}, on the most confident {best['val_coverage']:.0%})")

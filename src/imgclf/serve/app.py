@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from imgclf.errors import ImgclfError
-from imgclf.ranking import top_k as rank
+from imgclf.ranking import answer, top_k as rank
 from imgclf.serve.access import AccessLog, require_key
 from imgclf.serve.card import model_card
 from imgclf.serve.requests import ApiError, Limits, read_body, read_uploads
@@ -52,11 +52,13 @@ class Label(BaseModel):
 
 class ImagePrediction(BaseModel):
     name: str
+    label: str  # the top class, or "unknown" below min_confidence
     top: list[Label]
 
 
 class PredictResponse(BaseModel):
     top_k: int
+    min_confidence: float
     predictions: list[ImagePrediction]
 
 
@@ -95,7 +97,7 @@ class _State:
         return self.classifier
 
 
-def _predict(state: _State, uploads: list[tuple[str, bytes]], top_k: int) -> dict:
+def _predict(state: _State, uploads: list[tuple[str, bytes]], top_k: int, min_confidence: float = 0.0) -> dict:
     from imgclf.data.images import BadImage, read_image, resize
     clf = state.classifier
     max_pixels = min(state.limits.max_pixels, clf.max_pixels)
@@ -110,10 +112,10 @@ def _predict(state: _State, uploads: list[tuple[str, bytes]], top_k: int) -> dic
     with state.lock:
         probs = clf.predict_arrays(np.stack(arrays))
     k = min(top_k, len(clf.class_names))
-    predictions = [{"name": name, "top": [{"label": label, "probability": prob}
-                                          for label, prob in rank(p, clf.class_names, k)]}
-                   for (name, _), p in zip(uploads, probs)]
-    return {"top_k": k, "predictions": predictions}
+    ranked = [(name, rank(p, clf.class_names, k)) for (name, _), p in zip(uploads, probs)]
+    predictions = [{"name": name, "label": answer(top, min_confidence),
+                    "top": [{"label": label, "probability": prob} for label, prob in top]} for name, top in ranked]
+    return {"top_k": k, "min_confidence": min_confidence, "predictions": predictions}
 
 
 _PREDICT_BODY = {"requestBody": {"required": True, "content": {
@@ -227,12 +229,15 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         return {**state.card, "limits": asdict(state.limits)}
 
     @app.post("/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
-    async def predict(request: Request, top_k: int = 5):
-        """Top-k classes with probabilities for each image, in the order they were sent."""
+    async def predict(request: Request, top_k: int = 5, min_confidence: float = 0.0):
+        """Top-k classes with (calibrated) probabilities for each image, in the order they were
+        sent; ``label`` is the top class, or "unknown" when its probability is below ``min_confidence``."""
         require_key(request.headers.get("authorization"), state.api_key)
         state.ready()
         if not 1 <= top_k <= state.limits.max_top_k:
             raise ApiError(422, "invalid parameter", f"top_k must be 1-{state.limits.max_top_k}, got {top_k}")
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ApiError(422, "invalid parameter", f"min_confidence must be 0-1, got {min_confidence}")
         uploads = await read_uploads(request, await read_body(request, state.limits.max_upload_bytes))
         request.state.images = len(uploads)  # for the access log
         if not uploads:
@@ -241,5 +246,6 @@ def _add_routes(app: FastAPI, state: _State) -> None:
             raise ApiError(413, "too many images", f"at most {state.limits.max_images} per request, "
                                                    f"got {len(uploads)}")
         state.limiter = state.limiter or anyio.CapacityLimiter(state.limits.decode_threads)
-        return await anyio.to_thread.run_sync(_predict, state, uploads, top_k, limiter=state.limiter)
+        return await anyio.to_thread.run_sync(_predict, state, uploads, top_k, min_confidence,
+                                           limiter=state.limiter)
 
