@@ -11,6 +11,7 @@ import pytest
 import _corpus
 from imgclf import data
 from imgclf.data.images import BadImage, read_image
+from imgclf.errors import ImgclfError
 
 
 def _cli(*args, timeout=120, **kwargs):
@@ -349,3 +350,31 @@ def test_a_duplicate_name_in_labels_txt_is_one_line(tmp_path):
     (tmp_path / "labels.txt").write_text("a\n9\n9\n")
     with pytest.raises(ImgclfError, match="class name '9' appears twice in its labels"):
         load(path)
+
+
+def test_a_model_that_crashes_the_interpreter_is_refused_in_one_line(tmp_path, monkeypatch):
+    """LiteRT's native code can segfault on a corrupt .tflite (found by the fuzz suite); the trial
+    run in a child process takes the crash, and this process refuses the file in one line. The
+    crash is stood in for by a child that kills itself with SIGSEGV."""
+    from imgclf.runtime import trial
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"anything")
+    monkeypatch.setattr(trial, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(ImgclfError, match=r"model.tflite: this TFLite model crashes the LiteRT interpreter \(SIGSEGV"):
+        trial.trial_run(model)
+    monkeypatch.setattr(trial, "_CHILD", "import time; time.sleep(30)")
+    with pytest.raises(ImgclfError, match="took more than 1 s"):
+        trial.trial_run(model, timeout_s=1)
+    monkeypatch.setattr(trial, "_CHILD", "raise SystemExit(1)")  # a Python-level failure: the caller's to name
+    trial.trial_run(model)
+    monkeypatch.setenv(trial.TRIAL_ENV, "0")
+    monkeypatch.setattr(trial, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    trial.trial_run(model)  # skipped on request
+
+
+def test_a_valid_model_passes_its_trial_run(tmp_path):
+    import _fuzz
+    from imgclf.runtime.trial import trial_run
+    model = tmp_path / "model.tflite"
+    model.write_bytes(_fuzz.tflite_seed(_fuzz.tiny_model()))
+    trial_run(model)  # returns: the child opened, allocated and ran it

@@ -60,6 +60,9 @@ class LiteRTRuntime(Runtime):
         from ai_edge_litert.interpreter import Interpreter
         self.path = None if isinstance(model, bytes) else Path(model)
         self._source = source = self.path or "TFLite model"
+        if self.path is not None:  # a file may come from anywhere: first run it where a crash is harmless
+            from imgclf.runtime.trial import trial_run
+            trial_run(self.path)
         try:
             kwargs = {"model_content": model} if self.path is None else {"model_path": str(model)}
             with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
