@@ -39,7 +39,7 @@ def fake_run(runs, name, *, complete=True, accuracy_target=0.8, ci=False, size=6
     labels = np.repeat(np.arange(3), 20)
     right = rng.random(60) < accuracy_target
     predicted = np.where(right, labels, (labels + 1) % 3)
-    metrics = compute_metrics(labels, np.eye(3)[predicted] * 0.9 + 0.1 / 3, CLASSES)
+    metrics = compute_metrics(labels, np.eye(3)[predicted] * 0.9 + 0.1 / 3, CLASSES, intervals=False)
     if ci:
         metrics["accuracy_ci"] = [metrics["accuracy"] - 0.01, metrics["accuracy"] + 0.02]
         metrics["macro"]["f1_ci"] = [metrics["macro"]["f1"] - 0.03, metrics["macro"]["f1"] + 0.01]

@@ -10,7 +10,9 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 
 from imgclf.cli.parser import build_parser
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    if argv is None:  # the process's own command: Ctrl-C must end it, whatever it is doing
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         # Process-wide settings (TensorFlow's quiet import) are made by the commands, never at
         # import of the package.
@@ -63,6 +67,19 @@ def _output_of(args) -> str | None:
         if getattr(args, name, None):
             return str(getattr(args, name))
     return None
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGINT: raise KeyboardInterrupt as usual (every ``finally`` runs, main prints one line),
+    and make sure the process ends within a second even where that exception is lost (raised
+    inside a finalizer, or caught by a library)."""
+    def force() -> None:
+        print("imgclf: interrupted", file=sys.stderr)
+        _exit_now(130)
+    timer = threading.Timer(1.0, force)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
 
 
 def _exit_now(status: int) -> None:
