@@ -81,6 +81,15 @@ def expected_calibration_error(probs, labels, bins: int = BINS) -> float:
     return round(sum(r["n"] / n * abs(r["confidence"] - r["accuracy"]) for r in rows if r["n"]), 6)
 
 
+def _most_confident_first(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Top-class confidences, highest first, and the accuracy on the first 1, 2, ... of them."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+    confidence = probs.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    hits = np.cumsum(probs.argmax(axis=1)[order] == labels[order])
+    return confidence[order], hits / np.arange(1, len(labels) + 1)
+
+
 def coverage_curve(probs, labels, points: int = 20) -> list[dict]:
     """Accuracy on the share of images the model is most confident about, from all of them down
     to the top 1/points: ``[{"coverage", "min_confidence", "accuracy"}, ...]``.
@@ -89,15 +98,12 @@ def coverage_curve(probs, labels, points: int = 20) -> list[dict]:
         >>> coverage_curve(np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1]), points=2)[-1]["accuracy"]
         1.0
     """
-    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
-    confidence = probs.max(axis=1)
-    order = np.argsort(-confidence, kind="stable")
-    hits = np.cumsum(probs.argmax(axis=1)[order] == labels[order])
+    confidence, accurate = _most_confident_first(probs, labels)
     rows = []
     for share in np.linspace(1.0, 1.0 / points, points):
         kept = max(1, int(round(share * len(labels))))
-        rows.append({"coverage": round(kept / len(labels), 4), "min_confidence": round(float(confidence[order][kept - 1]), 6),
-                     "accuracy": round(float(hits[kept - 1] / kept), 6)})
+        rows.append({"coverage": round(kept / len(labels), 4), "min_confidence": round(float(confidence[kept - 1]), 6),
+                     "accuracy": round(float(accurate[kept - 1]), 6)})
     return rows
 
 
@@ -135,15 +141,13 @@ def abstain_thresholds(val_probs, val_labels, test_probs=None, test_labels=None,
     probs, labels = np.asarray(val_probs, np.float64), np.asarray(val_labels)
     if not len(labels):
         return []
-    confidence = probs.max(axis=1)
-    order = np.argsort(-confidence, kind="stable")
-    accurate = np.cumsum(probs.argmax(axis=1)[order] == labels[order]) / np.arange(1, len(labels) + 1)
+    confidence, accurate = _most_confident_first(probs, labels)
     rows: dict[float, dict] = {}
     for target in targets:
         reach = np.flatnonzero(accurate >= target)
         if not len(reach):
             continue
-        p = float(confidence[order][reach[-1]])
+        p = float(confidence[reach[-1]])
         rows[p] = {"target_accuracy": target, "min_confidence": round(p, 6),
                    **_answered("val", probs, labels, p), **_answered("test", test_probs, test_labels, p)}
     return sorted(rows.values(), key=lambda r: r["target_accuracy"])

@@ -5,6 +5,7 @@ predictions anywhere. Running a model over a run's test split is ``evaluate_run`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -57,16 +58,22 @@ class Headline:
         holder = metrics
         for part in parents:
             holder = holder.get(part) if isinstance(holder, dict) else None
-        return holder.get(f"{last}_ci") if isinstance(holder, dict) else None
+        found = holder.get(f"{last}_ci") if isinstance(holder, dict) else None
+        return [float(v) for v in found] if isinstance(found, (list, tuple)) and len(found) == 2 else None
 
     def formatted(self, metrics: dict, digits: int = 4) -> str:
         """``0.8550 [0.8480, 0.8620]``: the value and, when there is one, its interval."""
-        ci = self.interval(metrics)
-        text = f"{self.value(metrics):.{digits}f}"
-        return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+        return with_interval(self.value(metrics), self.interval(metrics), digits)
 
     def title(self, metrics: dict, terse: bool = False) -> str:
         return (self.terse if terse else self.label).format(top_k=metrics.get("top_k", "k"))
+
+
+def with_interval(value: float | None, ci: list[float] | None, digits: int = 4) -> str:
+    """``0.8550 [0.8480, 0.8620]``; ``0.8550`` without an interval; ``–`` without a value."""
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
 
 HEADLINES = (

@@ -15,7 +15,7 @@ from typing import Any
 
 from imgclf.errors import ImgclfError
 from imgclf.evaluation.html import duration
-from imgclf.evaluation.metrics import HEADLINES, Headline
+from imgclf.evaluation.metrics import HEADLINES, with_interval
 from imgclf.record import RunRecord
 
 # The headline numbers the table shows, from the one table of headline metrics.
@@ -24,25 +24,6 @@ SHOWN = tuple(h for h in HEADLINES if h.key in ("accuracy", "macro.f1"))
 SORT_KEYS = {"name": ("name", False), "date": ("date", False), "backbone": ("backbone", False),
              "size": ("image_size", False), "budget": ("budget_s", False), "wall": ("seconds", False),
              **{h.name: (h.name, True) for h in SHOWN}, "status": ("status", False)}
-
-
-def interval(headline: Headline, metrics: dict) -> list[float] | None:
-    """The ``[lo, hi]`` interval stored beside a headline value (``accuracy_ci``,
-    ``macro.f1_ci``), or None when the run's metrics have none."""
-    holder = metrics
-    *parents, last = headline.key.split(".")
-    for part in parents:
-        holder = holder.get(part) if isinstance(holder, dict) else None
-    found = holder.get(f"{last}_ci") if isinstance(holder, dict) else None
-    return [float(v) for v in found] if isinstance(found, (list, tuple)) and len(found) == 2 else None
-
-
-def with_interval(value: float | None, ci: list[float] | None, digits: int = 3) -> str:
-    """``0.855 [0.848, 0.862]``; ``0.855`` without an interval; ``–`` without a value."""
-    if value is None or math.isnan(value):
-        return "–"
-    text = f"{value:.{digits}f}"
-    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
 
 def run_row(record: RunRecord) -> dict[str, Any]:
@@ -64,7 +45,7 @@ def run_row(record: RunRecord) -> dict[str, Any]:
            "backbone": info.get("backbone") or backbone, "image_size": info.get("image_size") or size or None,
            "budget_s": plan.get("budget_s") or budget or None, "seconds": seconds, "epochs": len(history)}
     for h in SHOWN:
-        row[h.name], row[f"{h.name}_ci"] = h.value(metrics), interval(h, metrics)
+        row[h.name], row[f"{h.name}_ci"] = h.value(metrics), h.interval(metrics)
     row["status"] = "complete" if record.is_complete else "interrupted"
     return row
 
@@ -113,7 +94,7 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
                           f"{row['image_size']} px" if row["image_size"] else "auto",
                           duration(row["budget_s"]) if row["budget_s"] else "default",
                           duration(row["seconds"]) if row["seconds"] is not None else "–",
-                          *(with_interval(row[h.name], row[f"{h.name}_ci"]) for h in SHOWN),
+                          *(with_interval(row[h.name], row[f"{h.name}_ci"], 3) for h in SHOWN),
                           str(row["epochs"]), row["status"]] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)

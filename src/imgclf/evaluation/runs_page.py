@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from imgclf.evaluation.html import duration, e, facts, figure, note, num, page, section, table
-from imgclf.evaluation.runs import SHOWN, run_row, with_interval
+from imgclf.evaluation.metrics import with_interval
+from imgclf.evaluation.runs import SHOWN, run_row
 from imgclf.files import write_text_atomic
 from imgclf.record import RunRecord
 
@@ -34,7 +35,7 @@ def _headlines(a: dict, b: dict) -> str:
     for h in SHOWN:
         va, vb = a[h.name], b[h.name]
         change = num(vb - va, 3) if va is not None and vb is not None else "–"
-        rows.append([e(h.label), e(with_interval(va, a[f"{h.name}_ci"])), e(with_interval(vb, b[f"{h.name}_ci"])),
+        rows.append([e(h.label), e(with_interval(va, a[f"{h.name}_ci"], 3)), e(with_interval(vb, b[f"{h.name}_ci"], 3)),
                      change])
     return table(["test metric", a["name"], b["name"], "B − A"], rows, {1, 2, 3})
 
