@@ -106,6 +106,7 @@ def test_tensorflow_start_up_lines_are_dropped_and_everything_else_kept(capfd):
         for line in ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
                      "I0000 00:00:1796160544.267706    2700 port.cc:153] oneDNN custom operations are on.",
                      "E0000 00:00:1796160544.267706    2700 foo.cc:1] a real C++ error",
+                     "fully_quantize: 0, inference_type: 6, input_inference_type: UINT8, output_inference_type: FLOAT32",
                      "a Python warning the user needs"):
             os.write(2, (line + "\n").encode())
     assert capfd.readouterr().err.splitlines() == ["E0000 00:00:1796160544.267706    2700 foo.cc:1] a real C++ error",

@@ -233,3 +233,18 @@ def test_a_foreign_tflite_classifier_with_a_fixed_batch_and_labels_beside_it_run
     images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
     assert (clf.class_names, clf.image_size, clf.format) == (["no", "yes"], 8, "tflite")
     np.testing.assert_allclose(clf.predict_arrays(images), model(images.astype(np.float32)).numpy(), atol=1e-5)
+
+
+def test_int8_conversion_writes_nothing_to_the_terminal(capfd):
+    """The TFLite quantizer's C++ settings line ('fully_quantize: 0, inference_type: 6, ...') and
+    the Keras export's variable listing stay out of the user's output."""
+    import keras
+
+    from imgclf.runtime.litert import convert_tflite
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs)))
+    capfd.readouterr()
+    calibration = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    assert convert_tflite(model, "int8", calibration)[4:8] == b"TFL3"
+    out = capfd.readouterr()
+    assert (out.out, out.err) == ("", "")

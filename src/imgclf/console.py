@@ -20,11 +20,15 @@ import tempfile
 from typing import Iterator
 
 # TensorFlow's start-up lines: absl's preamble, absl INFO lines ("I0000 00:00:17.. 123 port.cc:153]
-# ..."), and the continuation of cpu_feature_guard's INFO line.
+# ..."), the continuation of cpu_feature_guard's INFO line, XNNPACK's greeting, and the TFLite
+# converter's own warnings ("Ignored output_format.", "Skipping runtime version metadata ...") and
+# its quantizer's settings line ("fully_quantize: 0, inference_type: 6, ...") on every conversion.
 NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called"
                    r"|I\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] "
                    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
-                   r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.")
+                   r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+                   r"|W\d{4} [\d:.]+\s+\d+ (tf_tfl_flatbuffer_helpers|flatbuffer_export)\.cc:\d+\] "
+                   r"|fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+$")
 
 
 @contextlib.contextmanager

@@ -205,7 +205,7 @@ def convert_tflite(model, mode: str = "float", calibration: np.ndarray | None = 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), quiet_native_stderr():
             # The Keras export inside prints every variable; uint8 input warns that no input
             # statistics were given, which int8 calibration makes unnecessary.
             warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
