@@ -213,3 +213,30 @@ def test_fast_predict_agrees_with_keras_predict(tmp_path, fine_tune, runtime):
     margin = np.diff(np.sort(reference, axis=1)[:, -2:], axis=1)[:, 0]
     clear = margin > 4e-3  # LiteRT's rounding may only reorder near-ties
     assert clear.mean() > 0.9 and np.array_equal(fast.argmax(1)[clear], reference.argmax(1)[clear])
+
+
+@pytest.mark.parametrize("fine_tune", [0, 1])
+def test_a_deadline_stops_the_views_early_and_the_phases_read_only_those_made(net, tmp_path, fine_tune):
+    """When the deadline says one more view would overrun (here: before the third), the caches
+    hold the two views made, and epoch 3 reads view 3 mod 2 = 1 of them."""
+    class StopsAtTwo:  # the Deadline's part the cache asks (its timing rule: test_planner.py)
+        asked = []
+
+        def ends_views(self, done, views, view_s):
+            self.asked.append((done, views))
+            return done >= 2
+    images, labels = _arrays()
+    cfg = _cfg(views=4, epochs=4, fine_tune_epochs=fine_tune, runtime="tf")
+    deadline = StopsAtTwo()
+    data = CachedData(net, cfg, (images, labels), (images[:6], labels[:6]), tmp_path, deadline=deadline)
+    assert deadline.asked == [(1, 4), (2, 4)]
+    assert data.stats["views"] == data.views == data.feats.shape[0] == 2 and data.stats["views_planned"] == 4
+    cache = data.acts if fine_tune else data.feats
+    assert cache.shape[0] == 2
+    phase = data.fine_tune_phase() if fine_tune else data.head_phase()
+    x3 = next(iter(phase.train(3)))[0]
+    order = np.random.default_rng([cfg.seed, 3]).permutation(N)[:len(x3)]
+    np.testing.assert_array_equal(x3, cache[1][order].astype(np.float32))
+    full = CachedData(net, cfg, (images, labels), (images[:6], labels[:6]), tmp_path)
+    assert full.stats["views"] == 4 and "views_planned" not in full.stats
+    np.testing.assert_array_equal(full.feats[:2], data.feats)  # the views made are the same draws

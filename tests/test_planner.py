@@ -121,11 +121,21 @@ def test_the_plan_never_depends_on_the_test_split_beyond_its_size():
     assert a == b
 
 
-def test_default_budget_grows_with_the_data():
-    assert default_budget(SMALL, 28) == pytest.approx(67.65, abs=0.1)
-    assert default_budget(FULL, 28) == pytest.approx(519.0)
-    assert default_budget(Counts(4_800, 600, 600), 240) > default_budget(Counts(4_800, 600, 600), 64)
-    assert default_budget(Counts(10_000_000, 0, 0), 28) == 3600
+def test_default_budget_is_what_the_former_recipe_costs_here_and_fits_it():
+    """No flags: the budget is the former fixed recipe's expected time on this machine (plus what
+    was spent before planning), so the planned run is never slower than the old defaults, and the
+    former recipe itself fits it."""
+    former = Recipe(96, 3, 4, 10, 5)
+    for counts in (SMALL, FULL, Counts(4_800, 600, 600)):
+        costs = FakeCosts()
+        expected = sum(expected_stages(former, counts, costs).values())
+        budget = default_budget(counts, costs, former, elapsed_s=20)
+        assert budget == pytest.approx(20 + expected / HEADROOM, abs=0.1)
+        plan = make_plan(budget, counts, costs, median_side=28, elapsed_s=20, **LITE)
+        assert plan.seconds <= expected + 1e-6
+    slow = dataclasses.replace(FakeCosts(), per_image=3e-3, per_block=6e-4)  # a slower machine: a longer default
+    assert default_budget(SMALL, slow, former) > default_budget(SMALL, FakeCosts(), former)
+    assert default_budget(FULL, FakeCosts(), former) > default_budget(SMALL, FakeCosts(), former)  # grows with the data
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400),
@@ -156,6 +166,17 @@ def test_deadline_allows_what_fits_and_keeps_the_reserve():
     assert not deadline.allows(70, keep_s=15)
     clock.now = 60
     assert deadline.left() == 40 and deadline.allows(20) and not deadline.allows(21)
+
+
+def test_the_cache_makes_fewer_views_when_one_more_would_leave_too_little_to_train(capsys):
+    """100 s left, 20 s reserved, 40 s of training planned (half of it must stay): a 30-s view
+    fits at 0 s (70 s left after it) and not at 40 s (30 s left < 20 + 20), and says so."""
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=20.0, clock=clock, training_s=40.0)
+    assert not deadline.ends_views(1, 4, view_s=30)
+    clock.now = 40
+    assert deadline.ends_views(2, 4, view_s=30)
+    assert "budget: caching 2 of 4 views: one more (about 30 s) would leave too little time" in capsys.readouterr().out
 
 
 def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):

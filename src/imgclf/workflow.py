@@ -163,7 +163,7 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     from imgclf.training.phases import fit_two_phase
     cfg, dataset, started = job.cfg, job.dataset, time.time()
     arrays = _load_split_images(job, record)
-    phase_data, cache_stats = _phase_data(job, arrays, record, verbose)
+    phase_data, cache_stats = _phase_data(job, arrays, record, verbose, deadline)
     weights = (data_mod.class_weights(dataset.labels["train"], dataset.num_classes)
                if cfg.train.class_weights == "balanced" else None)
     with HistoryWriter(record, verbose, resume.rows if resume else []) as log, \
@@ -212,15 +212,15 @@ def _load_split_images(job: Job, record: RunRecord) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _phase_data(job: Job, arrays, record: RunRecord, verbose: bool):
-    """The fast cached path when enabled and it fits, else the plain path; and cache statistics."""
+def _phase_data(job: Job, arrays, record: RunRecord, verbose: bool, deadline=None):
+    """The fast cached path (fewer views if the deadline needs it), else the plain path; cache stats."""
     from imgclf.training.phases import PlainData
     cfg, labels = job.cfg, job.dataset.labels
     if cfg.train.feature_cache:
         from imgclf.training.features import CachedData
         try:
             data = CachedData(job.net, cfg, (arrays["train"], labels["train"]), (arrays["val"], labels["val"]),
-                              record.cache_dir, predict_count=len(arrays["test"]))
+                              record.cache_dir, predict_count=len(arrays["test"]), deadline=deadline)
         except MemoryError as exc:
             print(f"imgclf: {exc}; training on the plain path instead")
         else:

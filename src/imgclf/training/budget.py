@@ -89,7 +89,6 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
     from imgclf.training.probe import probe
     counts = Counts(*(len(dataset.paths[s]) for s in ("train", "val", "test")))
     median = _median_side(dataset)
-    budget = cfg.train.budget_s or default_budget(counts, median)
     fixed = fixed_settings(cfg)
     target = fixed.apply(target_recipe(counts, median, spec.default_size, spec.num_blocks))
     began = time.perf_counter()
@@ -99,6 +98,9 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
     sample = [] if kept else dataset.paths["train"][:DECODE_SAMPLE]
     blocks = target.fine_tune_blocks or spec.default_fine_tune_blocks
     costs = probe(net, sample, cfg, build_s, blocks)
+    budget = cfg.train.budget_s or default_budget(counts, costs, former_recipe(counts, spec, dataset.report),
+                                                  time.monotonic() - started)
+
     def planned(seconds):
         return make_plan(seconds, counts, costs, fixed, median_side=median, default_size=spec.default_size,
                          num_blocks=spec.num_blocks, min_size=spec.min_size, elapsed_s=time.monotonic() - started)
@@ -110,12 +112,26 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
                               f"the smallest plan needs about {format_seconds(exc.needed_s)} "
                               f"(--budget {_suggest(exc.needed_s)} would do)") from None
         plan = planned(exc.needed_s * 1.02)  # the default budget stretches to the smallest plan
+    if not cfg.train.budget_s:
+        plan = dataclasses.replace(plan, reasons=("the default budget: what the former fixed recipe is expected "
+                                                  "to take here",) + plan.reasons)
 
     if plan.recipe.image_size != target.image_size:
         net = build(plan.recipe.image_size)
     if verbose:
         print(describe(plan, time.monotonic() - started))
     return apply(cfg, plan.recipe), net, plan
+
+
+def former_recipe(counts: Counts, spec, report) -> Recipe:
+    """The fixed recipe imgclf had before the planner, whose cost here is the default budget:
+    the automatic input size (training.model.choose_image_size), the backbone's default depth,
+    the automatic views (training.features.choose_views), 10 head and 5 fine-tuning epochs."""
+    from imgclf.training.features import choose_views
+    from imgclf.training.model import choose_image_size
+    epochs, fine_tune = UNPLANNED["epochs"], UNPLANNED["fine_tune_epochs"]
+    return Recipe(choose_image_size(0, spec, report), spec.default_fine_tune_blocks,
+                  choose_views(0, counts.train, max(epochs, fine_tune)), epochs, fine_tune)
 
 
 def _median_side(dataset) -> int:
@@ -168,6 +184,7 @@ class Deadline:
     reserve_s: float
     epoch_s: dict = dataclasses.field(default_factory=dict)  # expected seconds of an epoch, by phase
     clock: Callable[[], float] = time.monotonic
+    training_s: float = 0.0  # the planned seconds of both phases
 
     def left(self) -> float:
         return self.end - self.clock()
@@ -190,12 +207,23 @@ class Deadline:
               "for evaluating and saving)", flush=True)
         return True
 
+    def ends_views(self, done: int, views: int, view_s: float) -> bool:
+        """True (and says so) when one more cached view, as long as those made so far, would
+        leave less than half the planned training time: the views are the one part of the cache
+        that can be cut, and a busy machine makes them slower than the probe measured."""
+        if self.allows(view_s, keep_s=self.training_s / 2):
+            return False
+        print(f"budget: caching {done} of {views} views: one more (about {view_s:.0f} s) would leave too little "
+              f"time to train ({self.left():.0f} s left, {self.reserve_s:.0f} s of them for evaluating and saving)",
+              flush=True)
+        return True
+
     @classmethod
     def for_plan(cls, plan: Plan, started: float) -> "Deadline":
         """The deadline of a planned run that began at ``started`` (time.monotonic())."""
         r, s = plan.recipe, plan.stages
         epoch_s = {"head": s["head"] / max(1, r.epochs), "fine_tune": s["fine_tune"] / max(1, r.fine_tune_epochs)}
-        return cls(started + plan.budget_s, s["predict"] + FINISH_S, epoch_s)
+        return cls(started + plan.budget_s, s["predict"] + FINISH_S, epoch_s, training_s=s["head"] + s["fine_tune"])
 
 
 def actual_stages(started: float, info: dict, history: list[dict]) -> dict:

@@ -88,7 +88,8 @@ def pooled_model(net: Network):
     return keras.Model(net.base.input, net.pool(net.base.output))
 
 
-def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64) -> None:
+def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64,
+              after=None, more=None) -> int:
     """Fill ``out[v, i]`` with ``fn(view v of image i)``; view 0 is the image itself.
 
     Args:
@@ -98,18 +99,30 @@ def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, ba
         augmenter: a Keras augmentation model for views 1..K-1, or None (then all views equal).
         out: the array to fill.
         batch_size: images per forward pass.
+        after: ``after(v)`` once view v is filled (the features pass over its activations).
+        more: ``more(v, seconds_per_view) -> bool``, asked before every view after the first;
+            False stops there (a deadline that one more view would overrun).
+
+    Returns:
+        The number of views made (K unless ``more`` stopped it).
     """
     augment = None
     if augmenter is not None and views > 1:
         import tensorflow as tf
         # same draws as calling it eagerly (its seed state advances alike), ~1.4x faster
         augment = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
+    began = time.perf_counter()
     for v in range(views):
+        if v and more is not None and not more(v, (time.perf_counter() - began) / v):
+            return v
         for start in range(0, len(images), batch_size):
             x = np.asarray(images[start:start + batch_size], np.float32)
             if v and augment is not None:
                 x = augment(x)
             out[v, start:start + len(x)] = np.asarray(fn(x))
+        if after is not None:
+            after(v)
+    return views
 
 
 class ViewBatches:
@@ -145,6 +158,8 @@ class CachedData:
         cache_dir: where caches over the memory budget go.
         predict_count: images ``predict`` will be given (the test split), so the frozen part's
             runtime is chosen for the whole job.
+        deadline: an imgclf.training.budget.Deadline, or None: fewer views are made when one more
+            would leave too little time to train (a machine slower than the probe measured).
 
     Example:
         >>> data = CachedData(net, cfg, (x, y), (vx, vy), Path("runs/a/cache"))
@@ -152,8 +167,9 @@ class CachedData:
         75.9
     """
 
-    def __init__(self, net: Network, cfg: RunConfig, train, val, cache_dir: Path, predict_count: int = 0):
-        self.net, self.cfg, self.cache_dir = net, cfg, cache_dir
+    def __init__(self, net: Network, cfg: RunConfig, train, val, cache_dir: Path, predict_count: int = 0,
+                 deadline=None):
+        self.net, self.cfg, self.cache_dir, self.deadline = net, cfg, cache_dir, deadline
         self.labels, self.val_labels = train[1], val[1]
         self.num_classes = int(net.head.output_shape[-1])
         self.budget = cfg.train.cache_memory_mb * 2**20
@@ -183,6 +199,7 @@ class CachedData:
         augmenter = build_augmenter(self.cfg.data.augment, self.cfg.seed)
         pool = self.net.pool
         dim = int(self.net.head.input_shape[-1])
+        more = None if self.deadline is None else (lambda v, view_s: not self.deadline.ends_views(v, views, view_s))
         if t.fine_tune_epochs:
             bottom, self.top = self.net.split_base(layers=t.fine_tune_layers, blocks=t.fine_tune_blocks)
             shape = tuple(bottom.output_shape[1:])
@@ -190,8 +207,6 @@ class CachedData:
             self.val_acts = self._alloc("val_activations", (1, len(val_images)) + shape)
             self.frozen = bottom
             to_acts = self.forward = compile_forward(bottom, self.runtime)
-            run_views(to_acts, images, views, augmenter, self.acts)
-            run_views(to_acts, val_images, 1, None, self.val_acts)
             # the top is frozen too while the features are made, so the same runtime serves: LiteRT
             # ran the 7-block top 1.5x as fast as TensorFlow (96 px; 128 -> 96 s of caching for
             # the full Fashion-MNIST)
@@ -199,16 +214,24 @@ class CachedData:
             to_features = compile_forward(keras.Model(acts_in, pool(self.top(acts_in))), self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
-            for acts, feats in ((self.acts, self.feats), (self.val_acts, self.val_feats)):
-                for v in range(acts.shape[0]):
-                    run_views(to_features, acts[v], 1, None, feats[v:v + 1])
+
+            def features(acts, feats):
+                return lambda v: run_views(to_features, acts[v], 1, None, feats[v:v + 1])
+            made = run_views(to_acts, images, views, augmenter, self.acts, after=features(self.acts, self.feats),
+                             more=more)
+            run_views(to_acts, val_images, 1, None, self.val_acts, after=features(self.val_acts, self.val_feats))
+            self.acts = self.acts[:made]
         else:
             self.frozen = pooled_model(self.net)
             to_features = self.forward = compile_forward(self.frozen, self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
-            run_views(to_features, images, views, augmenter, self.feats)
+            made = run_views(to_features, images, views, augmenter, self.feats, more=more)
             run_views(to_features, val_images, 1, None, self.val_feats)
+        self.feats = self.feats[:made]
+        if made < views:
+            self.views = self.stats["views"] = made
+            self.stats["views_planned"] = views
 
     def _phase(self, trainee, cache, val_cache):
         from imgclf.training.phases import Phase

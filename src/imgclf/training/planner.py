@@ -283,16 +283,18 @@ def _difference(before: Recipe, after: Recipe) -> str:
     return ", ".join(changed) or "as targeted"
 
 
-def default_budget(counts: Counts, median_side: int) -> float:
-    """The budget of ``imgclf train`` without ``--budget``: 60 s plus 8.5 ms per training image,
-    times (median side / 96)^2 for images larger than 96 px (at most 4x), at most an hour: about
-    what the former fixed recipe took (Fashion-MNIST-1k's 900 images: 68 s, against 69 s; the
-    full Fashion-MNIST's 54,000: 8 min 39 s, against 8 min 43 s; 4,800 photos of 320x240:
-    3 min 43 s, against 5 min 16 s).
+def default_budget(counts: Counts, costs: Costs, former: Recipe, elapsed_s: float = 0.0) -> float:
+    """The budget of ``imgclf train`` without ``--budget``: what the former fixed recipe
+    (``former``: the images' median side rounded up to 32 px, 96-224; the backbone's default 3
+    blocks; 4 views below 10,000 training images; 10 + 5 epochs) is expected to take on this
+    machine by the probe's costs, plus what the run has spent so far, over the plans' headroom.
+    A run without flags so takes no longer than the old defaults did, on any machine and data,
+    and spends that time on the recipe the planner expects best.
 
     Example:
-        >>> default_budget(Counts(900, 100, 10_000), median_side=28)
-        67.7
+        >>> default_budget(Counts(900, 100, 10_000), costs, Recipe(96, 3, 4, 10, 5), elapsed_s=20)
+        88.4
     """
-    scale = min(4.0, max(1.0, (median_side / 96) ** 2))
-    return round(min(3600.0, 60.0 + 0.0085 * counts.train * scale), 1)
+    seconds = min(sum(expected_stages(dataclasses.replace(former, runtime=rt), counts, costs).values())
+                  for rt in costs.runtimes)
+    return round(elapsed_s + seconds / HEADROOM, 1)
