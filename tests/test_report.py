@@ -119,3 +119,9 @@ def test_wide_figures_scroll_instead_of_shrinking(tmp_path, inputs):
     Image.new("RGB", (3000, 1000), "white").save(tmp_path / "confusion_matrix.png")
     text = write_report(tmp_path / "report.html", **inputs).read_text()
     assert '<div class="wide">' in text and 'style="width:1800px"' in text
+
+
+def test_a_command_in_a_note_is_code_not_backticks_and_stays_escaped():
+    from imgclf.evaluation.health_report import health_section
+    html = health_section({"counts": {}, "groups": [], "checks": ["bytes"]}, data_path="data/<x>")
+    assert "<code>imgclf check data/&lt;x&gt;</code>" in html and "`" not in html

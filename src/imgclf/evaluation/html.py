@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ def interval(ci: Any, percent: bool = False, digits: int = 3) -> str:
 
 
 def note(text: str) -> str:
-    return f'<p class="note">{e(text)}</p>'
+    """A note paragraph; `backticked` spans (a command to run) become <code>."""
+    return '<p class="note">' + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(text)) + "</p>"
 
 
 def bar(fraction: float) -> str:
