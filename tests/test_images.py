@@ -107,6 +107,18 @@ def test_own_pixel_limit_is_checked_before_decoding(good):
     assert Image.MAX_IMAGE_PIXELS == int(1024 * 1024 * 1024 // 4 // 3)  # Pillow's global untouched
 
 
+def test_a_file_larger_than_any_image_within_the_limit_is_refused_before_it_is_read(tmp_path, good):
+    big = tmp_path / "big.png"
+    with open(big, "wb") as fp:
+        fp.write(b"\x89PNG\r\n\x1a\n")
+        fp.truncate(600 * 2**20)  # sparse: no disk used, and no memory unless read
+    start = time.perf_counter()
+    with pytest.raises(BadImage, match=r"big.png: file too large for an image within the pixel limit \(600 MB\)"):
+        read_image(big)
+    assert time.perf_counter() - start < 0.5
+    assert read_image(good["rgb.jpg"], max_pixels=768).size == (32, 24)  # a small one within 8 bytes a pixel
+
+
 def test_missing_file_and_folder_are_bad_images(tmp_path):
     with pytest.raises(BadImage, match="cannot read file"):
         read_image(tmp_path / "nope.png")

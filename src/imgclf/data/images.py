@@ -192,10 +192,15 @@ def _read(path: str | os.PathLike | BinaryIO, max_pixels: int, draft_size: int |
         if kind:  # never open() a FIFO or a device: it blocks until a writer appears
             raise BadImage(f"not a regular file ({kind})", path)
         # The file is read whole (Pillow would read it all to decode anyway), hashed, and decoded
-        # from memory: the hash costs no second read (imgclf.health's exact duplicates).
+        # from memory: the hash costs no second read (imgclf.health's exact duplicates). No image
+        # within max_pixels needs more than 8 bytes a pixel (16-bit RGBA, uncompressed), so a
+        # larger file is refused before it is read into memory.
         with open(path, "rb") as fp:
-            if os.fstat(fp.fileno()).st_size == 0:
+            size = os.fstat(fp.fileno()).st_size
+            if size == 0:
                 raise BadImage("empty file", path)
+            if size > 8 * max_pixels + 2**20:
+                raise BadImage(f"file too large for an image within the pixel limit ({size / 2**20:.0f} MB)", path)
             blob = fp.read()
     except OSError as exc:
         raise BadImage(f"cannot read file ({exc.strerror or exc})", path) from None
