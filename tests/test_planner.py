@@ -179,6 +179,22 @@ def test_the_cache_makes_fewer_views_when_one_more_would_leave_too_little_to_tra
     assert "budget: caching 2 of 4 views: one more (about 30 s) would leave too little time" in capsys.readouterr().out
 
 
+def test_a_machine_slower_than_planned_keeps_more_for_evaluating_and_saving():
+    """Epochs planned at 5 s: a phase's first epoch (it also traces) changes nothing; a steady
+    one at 10 s means the machine runs at half speed, so the 20-s reserve (the test prediction
+    and saving, planned) becomes 40 s, never more than 4x."""
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 5.0}, planned_s={"fine_tune": 5.0}, clock=clock)
+    deadline.observe("fine_tune", 12.0, steady=False)
+    assert deadline.reserve == 20.0 and deadline.epoch_s["fine_tune"] == 12.0
+    deadline.observe("fine_tune", 10.0)
+    assert deadline.reserve == 40.0 and deadline.allows(50) and not deadline.allows(61)
+    deadline.observe("fine_tune", 100.0)
+    assert deadline.reserve == 80.0
+    deadline.observe("fine_tune", 4.0)  # faster than planned: the planned reserve, not less
+    assert deadline.reserve == 20.0
+
+
 def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):
     """Planned at 5 s an epoch, each epoch takes 30 s on the fake clock: with 100 s and a 20 s
     reserve the head phase stops after two epochs (a third would end at 90 s) and says so."""

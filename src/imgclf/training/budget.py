@@ -185,13 +185,30 @@ class Deadline:
     epoch_s: dict = dataclasses.field(default_factory=dict)  # expected seconds of an epoch, by phase
     clock: Callable[[], float] = time.monotonic
     training_s: float = 0.0  # the planned seconds of both phases
+    planned_s: dict = dataclasses.field(default_factory=dict)  # epoch_s as planned
+    slowdown: float = 1.0  # how much slower than planned the last steady epoch ran (1: as planned)
+
+    def observe(self, name: str, seconds: float, steady: bool = True) -> None:
+        """An epoch of phase ``name`` took ``seconds``: the next is expected to take as long,
+        and a steady one (not a phase's first, which also traces) slower than planned means the
+        machine is busier than the probe saw, so what is kept for evaluating and saving grows
+        in proportion (at most 4x)."""
+        self.epoch_s[name] = seconds
+        planned = self.planned_s.get(name, 0.0)
+        if steady and planned > 0:
+            self.slowdown = min(4.0, max(1.0, seconds / planned))
+
+    @property
+    def reserve(self) -> float:
+        """Seconds kept for after training: the planned test prediction and saving, times the slowdown."""
+        return self.reserve_s * self.slowdown
 
     def left(self) -> float:
         return self.end - self.clock()
 
     def allows(self, epoch_s: float, keep_s: float = 0.0) -> bool:
         """Whether an epoch of ``epoch_s`` seconds still fits, keeping ``keep_s`` for what follows."""
-        return self.left() - epoch_s >= self.reserve_s + keep_s
+        return self.left() - epoch_s >= self.reserve + keep_s
 
     def ends_phase(self, name: str, done: int, epochs: int, keep_s: float = 0.0) -> bool:
         """True (and says so) when phase ``name``'s next epoch, as long as its last one (or as
@@ -203,7 +220,7 @@ class Deadline:
             return False
         what = "head phase" if name == "head" else "fine-tuning"
         print(f"budget: ending the {what} after {done} of {epochs} epochs: one more (about {last:.0f} s) "
-              f"would overrun the budget ({self.left():.0f} s left, {self.reserve_s:.0f} s of them "
+              f"would overrun the budget ({self.left():.0f} s left, {self.reserve:.0f} s of them "
               "for evaluating and saving)", flush=True)
         return True
 
@@ -214,7 +231,7 @@ class Deadline:
         if self.allows(view_s, keep_s=self.training_s / 2):
             return False
         print(f"budget: caching {done} of {views} views: one more (about {view_s:.0f} s) would leave too little "
-              f"time to train ({self.left():.0f} s left, {self.reserve_s:.0f} s of them for evaluating and saving)",
+              f"time to train ({self.left():.0f} s left, {self.reserve:.0f} s of them for evaluating and saving)",
               flush=True)
         return True
 
@@ -223,7 +240,8 @@ class Deadline:
         """The deadline of a planned run that began at ``started`` (time.monotonic())."""
         r, s = plan.recipe, plan.stages
         epoch_s = {"head": s["head"] / max(1, r.epochs), "fine_tune": s["fine_tune"] / max(1, r.fine_tune_epochs)}
-        return cls(started + plan.budget_s, s["predict"] + FINISH_S, epoch_s, training_s=s["head"] + s["fine_tune"])
+        return cls(started + plan.budget_s, s["predict"] + FINISH_S, epoch_s, training_s=s["head"] + s["fine_tune"],
+                   planned_s=dict(epoch_s))
 
 
 def actual_stages(started: float, info: dict, history: list[dict]) -> dict:

@@ -252,7 +252,7 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
             began = deadline.clock() if deadline else 0.0
             row = _epoch(phase, steps, name, i, epochs, len(rows) + 1, schedule, progress)
             if deadline:  # re-plan from what an epoch really takes here
-                deadline.epoch_s[name] = deadline.clock() - began
+                deadline.observe(name, deadline.clock() - began, steady=i > done)
             rows.append(row)
             monitored = row.get("val_loss", row["loss"])
             schedule.after_epoch(monitored)
