@@ -50,16 +50,20 @@ def main() -> int:
     parser.add_argument("datasets", nargs="+", help="NAME=PATH")
     parser.add_argument("--trial", action="append", help="only these (default: all)")
     parser.add_argument("--out")
+    parser.add_argument("--reuse", help="a JSON of results from an earlier run (--out): pairs in it are not rerun")
     args = parser.parse_args()
     datasets = dict(item.split("=", 1) for item in args.datasets)
     trials = {k: v for k, v in TRIALS.items() if not args.trial or k in args.trial or k == "base"}
+    earlier = json.loads(Path(args.reuse).read_text()) if args.reuse else {}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for d_name, path in datasets.items():
             for t_name, flags in trials.items():
                 key = f"{d_name}/{t_name}"
-                results[key] = run(path, BASE + flags, Path(tmp), f"t{len(results)}")
+                results[key] = earlier.get(key) or run(path, BASE + flags, Path(tmp), f"t{len(results)}")
                 print(key, results[key], flush=True)
+                if args.out:
+                    Path(args.out).write_text(json.dumps(results, indent=1))
     print("\n| trial | " + " | ".join(f"{d} val (test)" for d in datasets) + " | helps val on |")
     print("|---" * (len(datasets) + 2) + "|")
     for t_name in trials:
