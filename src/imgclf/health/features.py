@@ -91,10 +91,3 @@ def neighbours(x: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         sim[start:start + len(block)] = np.take_along_axis(vals, order, 1)
     return index, sim
 
-
-def similar_pairs(index: np.ndarray, sim: np.ndarray, threshold: float) -> np.ndarray:
-    """Pairs (i < j) among the neighbours whose similarity is at least ``threshold``."""
-    rows, cols = np.nonzero(sim >= threshold)
-    a, b = rows, index[rows, cols]
-    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], 1).astype(np.int64)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
