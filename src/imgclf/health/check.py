@@ -117,8 +117,7 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
         ['sha256', 'pixels', 'phash', 'facts']
     """
     from imgclf.health.scan import scan_images
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
+    lap = _Laps()
     paths, labels, splits = _items(dataset)
     report = HealthReport(dataset.root, paths, labels, splits, skipped=list(dataset.report.skipped),
                           checks=["sha256", "pixels", "phash"])
@@ -127,11 +126,10 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
         from imgclf.health.features import feature_forward
         forward, size = feature_forward(backbone, image_size, dataset.report, len(paths), weights)
         report.checks.append(f"features ({backbone}, {size} px)")
-    seconds["model"] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
+    lap("model")
     tick = (lambda done: progress("scan", done, len(paths))) if progress else None
     scan = scan_images(paths, dataset.decoded, size, forward, max_pixels, progress=tick)
-    seconds["scan"] = round(time.perf_counter() - clock, 2)
+    lap("scan")
     report.skipped += [(paths[i], reason) for i, reason in sorted(scan.bad.items())]
     ok = np.ones(len(paths), bool)
     ok[list(scan.bad)] = False
@@ -141,11 +139,13 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
              "pixels": equal_pairs(scan.pixel_digests),
              f"phash<={phash_distance}": confirm(scan.thumbs, good[phash_pairs(scan.phashes[good], phash_distance)],
                                                  near_thumb)}
-    clock = time.perf_counter()
+    lap("hashes")
     sim = None
     if scan.features is not None and len(good) > 2:
-        sim = _feature_findings(report, scan, good, labels, dataset.class_names, links, near_thumb, seed)
-    seconds["features"] = round(time.perf_counter() - clock, 2)
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):  # two BLAS threads on two shared cores spin: 1.5x the CPU time
+            sim = _feature_findings(report, scan, good, labels, dataset.class_names, links, near_thumb, seed)
+    lap("features")
     report.groups = build_groups(links, digests, scan.pixel_digests, labels, splits)
     if sim is not None:
         from imgclf.health.outliers import outliers
@@ -154,9 +154,26 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
                            if int(good[i]) not in grouped]
     report.facts = _facts(dataset, scan, ok)
     report.checks.append("facts")
-    seconds["total"] = round(sum(seconds.values()), 2)
-    report.seconds = seconds
+    report.seconds = lap.seconds()
     return report
+
+
+class _Laps:
+    """Wall and CPU seconds (all threads) of each stage since the previous one."""
+
+    def __init__(self):
+        self.wall, self.cpu, self._at = {}, {}, (time.perf_counter(), time.process_time())
+
+    def __call__(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall[stage], self.cpu[stage] = now[0] - self._at[0], now[1] - self._at[1]
+        self._at = now
+
+    def seconds(self) -> dict[str, float]:
+        """{stage: wall, "total": wall, "cpu_<stage>": CPU, "cpu_total": CPU}, rounded."""
+        out = {**self.wall, "total": sum(self.wall.values())}
+        out.update({f"cpu_{k}": v for k, v in self.cpu.items()}, cpu_total=sum(self.cpu.values()))
+        return {k: round(v, 2) for k, v in out.items()}
 
 
 def _feature_findings(report: HealthReport, scan, good: np.ndarray, labels: list[str], class_names: list[str],
