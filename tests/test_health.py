@@ -51,6 +51,7 @@ def test_clean_data_has_no_duplicate_and_the_cheap_check_agrees(tmp_path):
     ds = _load(_write_split(tmp_path / "d"))
     report = check_dataset(ds, backbone=None)
     assert report.groups == [] and report.facts == [] and report.skipped == []
+    assert {"scan", "cpu_scan", "total", "cpu_total"} <= set(report.seconds)  # wall and CPU per stage
     assert cheap_checks(ds).counts() == {**report.counts(), "fact": 0}
     assert cheap_checks(ds).warnings("imgclf check d") == []
 
