@@ -51,6 +51,7 @@ def test_clean_data_has_no_duplicate_and_the_cheap_check_agrees(tmp_path):
     ds = _load(_write_split(tmp_path / "d"))
     report = check_dataset(ds, backbone=None)
     assert report.groups == [] and report.facts == [] and report.skipped == []
+    assert {"scan", "cpu_scan", "total", "cpu_total"} <= set(report.seconds)  # wall and CPU per stage
     assert cheap_checks(ds).counts() == {**report.counts(), "fact": 0}
     assert cheap_checks(ds).warnings("imgclf check d") == []
 
@@ -238,3 +239,72 @@ def test_write_clean_output_trains(planted, tmp_path):
     assert main(["train", str(tmp_path / "clean.csv"), "--runs-dir", str(tmp_path / "runs"), "--image-size", "32",
                  "--epochs", "1", "--fine-tune-epochs", "0", "--batch-size", "8", "-q", "--strict-data"]) == 0
     assert (tmp_path / "runs" / "clean" / "COMPLETE").is_file()
+
+
+# -- near copies: candidates from hashes and neighbours, confirmed by thumbnails ----------------------
+
+FASHION_TRAIN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+LOOK_ALIKES = (20812, 31507)  # two different trousers: feature cosine 0.97, thumbnails 0.994
+
+
+def _fashion(*indices) -> list[Image.Image]:
+    if not FASHION_TRAIN.is_file():
+        pytest.skip(f"{FASHION_TRAIN} missing")
+    from imgclf.data.datasets import read_idx
+    images = read_idx(FASHION_TRAIN)
+    return [Image.fromarray(images[i]).convert("RGB") for i in indices]
+
+
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    import io
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def test_thumbnails_tell_edited_copies_from_look_alikes():
+    from PIL import ImageEnhance
+
+    from imgclf.health.nearcopy import NEAR_THUMB, confirm, pair_scores, thumb_views
+    original, look_alike = _fashion(*LOOK_ALIKES)
+    copies = [_jpeg(original.resize((42, 42), Image.BICUBIC), 60), original.crop((1, 1, 27, 27)),
+              ImageEnhance.Brightness(original).enhance(1.25), _jpeg(original.crop((1, 1, 27, 27)), 70)]
+    views = np.stack([thumb_views(img) for img in [original, look_alike, *copies]])
+    pairs = np.array([[0, 1]] + [[0, 2 + i] for i in range(len(copies))])
+    scores = pair_scores(views, pairs)
+    assert scores[0] < NEAR_THUMB and (scores[1:] >= NEAR_THUMB).all(), scores
+    assert confirm(views, pairs).tolist() == pairs[1:].tolist()
+    assert thumb_views(Image.new("RGB", (640, 480))).shape == views.shape[1:]  # large images: one shape
+
+
+def test_neighbours_prune_to_the_exact_top_k():
+    from imgclf.health.features import neighbours
+    from imgclf.health.nearcopy import neighbour_pairs
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(700, 16)).astype(np.float32)
+    x[5] = x[600] + 0.01  # a near pair, far apart in the order
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index, sim = neighbours(x, k=7)
+    full = x @ x.T
+    np.fill_diagonal(full, -np.inf)
+    assert np.allclose(sim, -np.sort(-full, 1)[:, :7], atol=1e-6)
+    assert np.allclose(np.take_along_axis(full, index, 1), sim) and index[5, 0] == 600
+    assert [5, 600] in neighbour_pairs(index).tolist()
+
+
+@pytest.mark.slow
+def test_a_cropped_recompressed_copy_across_splits_is_a_leak_and_look_alikes_are_not(tmp_path):
+    """Its perceptual hash is far from the original's: only the feature neighbours find it."""
+    from imgclf.health.hashing import phash_of
+    from imgclf.data.datasets import write_fashion_mnist
+    write_fashion_mnist(tmp_path / "d", train_per_class=6, test_per_class=2, seed=0)
+    original, look_alike = _fashion(*LOOK_ALIKES)
+    original.save(tmp_path / "d/train/trouser/original.png")
+    look_alike.save(tmp_path / "d/train/trouser/look-alike.png")
+    copy = _jpeg(original.crop((1, 1, 27, 27)).resize((28, 28), Image.BICUBIC), 70)
+    copy.save(tmp_path / "d/test/trouser/copy.jpg", quality=95)
+    assert bin(phash_of(original) ^ phash_of(copy)).count("1") > 3
+    report = check_dataset(_load(tmp_path / "d"))
+    near = [(m, g.evidence) for m, g in zip(_groups(report), report.groups) if g.kind == "near"]
+    assert near == [(["train/trouser/original.png", "test/trouser/copy.jpg"], ["features"])]
+    assert [Path(report.paths[i]).name for i in report.leaked()] == ["copy.jpg"]

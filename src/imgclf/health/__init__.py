@@ -1,8 +1,8 @@
 """The health stage: what is wrong with a dataset before a model learns it.
 
-Owns: exact and near duplicates and the leakage and label conflicts they reveal (``hashing``,
-``groups``), the frozen backbone's pooled features and cosine neighbours of every image
-(``features``), likely label errors from out-of-fold probabilities ranked by cleanlab
+Owns: exact and near duplicates and the leakage and label conflicts they reveal (``hashing``;
+``nearcopy``: candidates from hashes and neighbours, confirmed by thumbnails), the frozen
+backbone's pooled features and cosine neighbours of every image (``features``), likely label errors from out-of-fold probabilities ranked by cleanlab
 (``labels``), outliers and the cheap facts (tiny images, extreme aspect ratios, grayscale among
 colour, class imbalance: ``outliers``), the findings and their text and JSON (``findings``),
 the whole check and the cheap one ``imgclf train`` runs (``check``), the cleaned CSV (``clean``)

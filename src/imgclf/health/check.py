@@ -22,12 +22,11 @@ import numpy as np
 
 from imgclf.health.findings import Fact, HealthReport, Suspect
 from imgclf.health.hashing import PHASH_DISTANCE, build_groups, equal_pairs, phash_pairs
+from imgclf.health.nearcopy import NEAR_THUMB, confirm, neighbour_pairs
 
-# Cosine of projected features at or above which two images are near copies, and the least
-# cosine that confirms a perceptual-hash match (28-px Fashion-MNIST look-alikes share hashes;
-# benchmarks/check.py measured both).
-NEAR_COSINE = 0.96
-PHASH_CONFIRM = 0.80
+# Neighbours per image in feature space that are candidate near copies (a planted copy of
+# fashion-mnist-1k was at most its original's 6th nearest neighbour; benchmarks/check.py).
+CANDIDATES = 10
 
 
 def _items(dataset) -> tuple[list[str], list[str], list[str]]:
@@ -90,7 +89,7 @@ def train_checks(dataset, data_path, strict: bool = False) -> HealthReport:
 
 
 def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image_size: int = 0,
-                  weights: str = "imagenet", seed: int = 42, near_cosine: float = NEAR_COSINE,
+                  weights: str = "imagenet", seed: int = 42, near_thumb: float = NEAR_THUMB,
                   phash_distance: int = PHASH_DISTANCE, max_pixels: int = 64_000_000,
                   progress: Callable[[str, int, int], None] | None = None) -> HealthReport:
     """Every check: duplicates (bytes, pixels, perceptual hash, features), leakage, conflicting
@@ -103,8 +102,9 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
         image_size: its input side; 0 chooses as ``imgclf train`` does.
         weights: the backbone's weights.
         seed: the cross-validation folds' and PCA's seed.
-        near_cosine: feature cosine for near copies.
-        phash_distance: perceptual-hash bits (0-3) for near copies.
+        near_thumb: least thumbnail correlation that confirms a candidate near copy
+            (``nearcopy``).
+        phash_distance: perceptual-hash bits (0-3) that make two images candidates.
         max_pixels: decompression-bomb limit.
         progress: called as progress(stage, done, total).
 
@@ -117,8 +117,7 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
         ['sha256', 'pixels', 'phash', 'facts']
     """
     from imgclf.health.scan import scan_images
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
+    lap = _Laps()
     paths, labels, splits = _items(dataset)
     report = HealthReport(dataset.root, paths, labels, splits, skipped=list(dataset.report.skipped),
                           checks=["sha256", "pixels", "phash"])
@@ -127,11 +126,10 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
         from imgclf.health.features import feature_forward
         forward, size = feature_forward(backbone, image_size, dataset.report, len(paths), weights)
         report.checks.append(f"features ({backbone}, {size} px)")
-    seconds["model"] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
+    lap("model")
     tick = (lambda done: progress("scan", done, len(paths))) if progress else None
     scan = scan_images(paths, dataset.decoded, size, forward, max_pixels, progress=tick)
-    seconds["scan"] = round(time.perf_counter() - clock, 2)
+    lap("scan")
     report.skipped += [(paths[i], reason) for i, reason in sorted(scan.bad.items())]
     ok = np.ones(len(paths), bool)
     ok[list(scan.bad)] = False
@@ -139,13 +137,15 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
     digests = _digests(dataset, paths)
     links = {"sha256": equal_pairs([d if ok[i] else "" for i, d in enumerate(digests)]),
              "pixels": equal_pairs(scan.pixel_digests),
-             f"phash<={phash_distance}": good[phash_pairs(scan.phashes[good], phash_distance)]}
-    clock = time.perf_counter()
+             f"phash<={phash_distance}": confirm(scan.thumbs, good[phash_pairs(scan.phashes[good], phash_distance)],
+                                                 near_thumb)}
+    lap("hashes")
     sim = None
     if scan.features is not None and len(good) > 2:
-        sim = _feature_findings(report, scan.features[good], good, labels, dataset.class_names, links,
-                                near_cosine, seed)
-    seconds["features"] = round(time.perf_counter() - clock, 2)
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):  # two BLAS threads on two shared cores spin: 1.5x the CPU time
+            sim = _feature_findings(report, scan, good, labels, dataset.class_names, links, near_thumb, seed)
+    lap("features")
     report.groups = build_groups(links, digests, scan.pixel_digests, labels, splits)
     if sim is not None:
         from imgclf.health.outliers import outliers
@@ -154,27 +154,37 @@ def check_dataset(dataset, *, backbone: str | None = "efficientnet_lite0", image
                            if int(good[i]) not in grouped]
     report.facts = _facts(dataset, scan, ok)
     report.checks.append("facts")
-    seconds["total"] = round(sum(seconds.values()), 2)
-    report.seconds = seconds
+    report.seconds = lap.seconds()
     return report
 
 
-def _feature_findings(report: HealthReport, features: np.ndarray, good: np.ndarray, labels: list[str],
-                      class_names: list[str], links: dict, near_cosine: float, seed: int) -> np.ndarray:
-    """Near copies by cosine (added to ``links``) and label errors (into ``report``); returns the
-    neighbours' similarities for the outlier check."""
-    from imgclf.health.features import neighbours, project, similar_pairs
+class _Laps:
+    """Wall and CPU seconds (all threads) of each stage since the previous one."""
+
+    def __init__(self):
+        self.wall, self.cpu, self._at = {}, {}, (time.perf_counter(), time.process_time())
+
+    def __call__(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall[stage], self.cpu[stage] = now[0] - self._at[0], now[1] - self._at[1]
+        self._at = now
+
+    def seconds(self) -> dict[str, float]:
+        """{stage: wall, "total": wall, "cpu_<stage>": CPU, "cpu_total": CPU}, rounded."""
+        out = {**self.wall, "total": sum(self.wall.values())}
+        out.update({f"cpu_{k}": v for k, v in self.cpu.items()}, cpu_total=sum(self.cpu.values()))
+        return {k: round(v, 2) for k, v in out.items()}
+
+
+def _feature_findings(report: HealthReport, scan, good: np.ndarray, labels: list[str], class_names: list[str],
+                      links: dict, near_thumb: float, seed: int) -> np.ndarray:
+    """Near copies among feature-space neighbours, confirmed by thumbnails (added to ``links``),
+    and label errors (into ``report``); returns the neighbours' similarities for the outliers."""
+    from imgclf.health.features import neighbours, project
     from imgclf.health.labels import label_issues
-    x = project(features, seed=seed)
-    index, sim = neighbours(x, k=10)
-    position = np.full(int(good.max()) + 1, -1)
-    position[good] = np.arange(len(good))
-    for name in [n for n in links if n.startswith("phash")]:
-        pairs = links[name]
-        if len(pairs):
-            a, b = position[pairs[:, 0]], position[pairs[:, 1]]
-            links[name] = pairs[np.einsum("ij,ij->i", x[a], x[b]) >= PHASH_CONFIRM]
-    links[f"cosine>={near_cosine:g}"] = good[similar_pairs(index, sim, near_cosine)]
+    x = project(scan.features[good], seed=seed)
+    index, sim = neighbours(x, k=CANDIDATES)
+    links["features"] = confirm(scan.thumbs, good[neighbour_pairs(index)], near_thumb)
     class_index = {name: i for i, name in enumerate(class_names)}
     y = np.array([class_index[labels[i]] for i in good], np.int64)
     issues, note = label_issues(x, y, len(class_names), seed)

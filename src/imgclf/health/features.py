@@ -16,15 +16,21 @@ from __future__ import annotations
 import numpy as np
 
 DIM = 128  # PCA dimensions kept for neighbours and the linear model
+# Least input side the check chooses (``train`` takes 96): 28-px images at 64 px cost a third
+# of the forward pass at 96 (1.0 vs 3.1 ms of CPU an image on LiteRT), and copies are confirmed
+# by thumbnails, not by the features (benchmarks/check.py measured recall at 64 px).
+CHECK_LEAST = 64
 # Rows of the similarity matrix at a time: 256 x 70,000 float32 = 72 MB, and argpartition's int64
 # indices of the same shape twice that; 1024 rows took the check of 70,000 images past 2.7 GB.
 _BLOCK = 256
+_GROUP = 64  # columns per group whose maximum prunes the top-k search (see neighbours)
 _PCA_FIT = 20_000  # rows the PCA is fitted on (randomly chosen); all rows are then projected
 
 
 def feature_forward(backbone: str, image_size: int, data_report, count: int, weights: str = "imagenet"):
     """(forward, image_size): the frozen pooled backbone compiled for ``count`` images, and the
-    input side (as given, else chosen from the images as ``imgclf train`` chooses it).
+    input side (as given, else chosen from the images as ``imgclf train`` chooses it, but at
+    least ``CHECK_LEAST`` rather than 96).
 
     Example:
         >>> forward, size = feature_forward("efficientnet_lite0", 0, ds.report, 900)
@@ -36,7 +42,7 @@ def feature_forward(backbone: str, image_size: int, data_report, count: int, wei
     from imgclf.training.features import pooled_model
     from imgclf.training.model import build_network, choose_image_size
     spec = get_spec(backbone)
-    size = choose_image_size(image_size, spec, data_report)
+    size = choose_image_size(image_size, spec, data_report, least=CHECK_LEAST)
     net = build_network(spec, 2, size, weights=weights)
     return compile_forward(pooled_model(net), choose_runtime("auto", count)), size
 
@@ -80,21 +86,22 @@ def neighbours(x: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     index, sim = np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
     if not k:
         return index, sim
+    groups = -(-n // _GROUP)
+    # padded to whole column groups; a padded column is never anyone's neighbour
+    padded = np.concatenate([x, np.zeros((groups * _GROUP - n, x.shape[1]), x.dtype)])
+    kk = min(k, groups)
     for start in range(0, n, _BLOCK):
-        block = x[start:start + _BLOCK] @ x.T
+        block = x[start:start + _BLOCK] @ padded.T
         rows = np.arange(len(block))
         block[rows, start + rows] = -np.inf  # not its own neighbour
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(block, top, 1)
+        block[:, n:] = -np.inf
+        # the k best lie in the k column groups with the best maxima: select among those only
+        best = np.argpartition(-block.reshape(len(block), groups, _GROUP).max(2), kk - 1, axis=1)[:, :kk]
+        cols = (best[:, :, None] * _GROUP + np.arange(_GROUP)).reshape(len(block), -1)
+        vals = np.take_along_axis(block, cols, 1)
+        top = np.argpartition(-vals, k - 1, axis=1)[:, :k]
+        vals, top = np.take_along_axis(vals, top, 1), np.take_along_axis(cols, top, 1)
         order = np.argsort(-vals, axis=1, kind="stable")
         index[start:start + len(block)] = np.take_along_axis(top, order, 1)
         sim[start:start + len(block)] = np.take_along_axis(vals, order, 1)
     return index, sim
-
-
-def similar_pairs(index: np.ndarray, sim: np.ndarray, threshold: float) -> np.ndarray:
-    """Pairs (i < j) among the neighbours whose similarity is at least ``threshold``."""
-    rows, cols = np.nonzero(sim >= threshold)
-    a, b = rows, index[rows, cols]
-    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], 1).astype(np.int64)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)

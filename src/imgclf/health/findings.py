@@ -31,7 +31,8 @@ class Group:
     """Images that are copies of one another.
 
     ``kind`` is "exact" (same bytes), "pixels" (same decoded pixels, different files) or "near";
-    ``evidence`` says what linked them (``sha256``, ``pixels``, ``phash<=4``, ``cosine>=0.95``).
+    ``evidence`` says what linked them (``sha256``, ``pixels``, ``phash<=3`` or ``features``: a
+    perceptual-hash or feature-neighbour candidate confirmed by thumbnails, ``nearcopy``).
     """
 
     kind: str

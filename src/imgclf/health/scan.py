@@ -1,7 +1,8 @@
 """One pass over the images: decode each once, and take from it everything the check needs.
 
-Per image: the decoded pixels' digest, the perceptual hash, the displayed size, whether it is
-grayscale, and (with a backbone) its pooled features. Images go through in chunks, so only one
+Per image: the decoded pixels' digest, the perceptual hash, the thumbnails that confirm near
+copies (``nearcopy.thumb_views``), the displayed size, whether it is grayscale, and (with a
+backbone) its pooled features. Images go through in chunks, so only one
 chunk of resized pixels is in memory at a time; only the features (float32, N x D) are kept.
 A file that no longer decodes is returned in ``bad`` with its reason, never raised.
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from imgclf.data import BadImage, map_threads, read_image, resize
 from imgclf.health.hashing import phash_of, pixel_digest
+from imgclf.health.nearcopy import CROPS, THUMB, thumb_views
 
 _CHUNK = 512
 _GRAY_TOLERANCE = 8  # channel differences up to this count as gray (JPEG chroma noise)
@@ -30,6 +32,7 @@ class Scan:
     phashes: np.ndarray  # uint64 (N,)
     sizes: np.ndarray  # int (N, 2): width, height as displayed
     gray: np.ndarray  # bool (N,)
+    thumbs: np.ndarray  # uint8 (N, len(CROPS), THUMB * THUMB)
     features: np.ndarray | None = None  # float32 (N, D)
     bad: dict[int, str] = field(default_factory=dict)  # index -> reason
 
@@ -53,7 +56,8 @@ def scan_images(paths: Sequence[str], decoded: Mapping | None = None, image_size
         Scan, in the order of ``paths``.
     """
     n, decoded = len(paths), decoded or {}
-    scan = Scan([""] * n, np.zeros(n, np.uint64), np.zeros((n, 2), np.int64), np.zeros(n, bool))
+    scan = Scan([""] * n, np.zeros(n, np.uint64), np.zeros((n, 2), np.int64), np.zeros(n, bool),
+                np.zeros((n, len(CROPS), THUMB * THUMB), np.uint8))
     for start in range(0, n, _CHUNK):
         idx = range(start, min(n, start + _CHUNK))
         pixels = np.zeros((len(idx), image_size, image_size, 3), np.uint8) if forward else None
@@ -68,6 +72,7 @@ def scan_images(paths: Sequence[str], decoded: Mapping | None = None, image_size
             array = np.asarray(img)
             scan.pixel_digests[i] = pixel_digest(array)
             scan.phashes[i] = phash_of(img)
+            scan.thumbs[i] = thumb_views(img)
             scan.sizes[i] = img.size
             step = max(1, max(img.size) // 64)
             sample = array[::step, ::step].astype(np.int16)

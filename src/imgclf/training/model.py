@@ -211,9 +211,9 @@ class Network:
         return int(sum(int(w.numpy().size) for w in self.model.trainable_weights))
 
 
-def choose_image_size(requested: int, spec: BackboneSpec, report) -> int:
+def choose_image_size(requested: int, spec: BackboneSpec, report, least: int = 96) -> int:
     """The input side: as asked, else the images' median side rounded up to a multiple of 32,
-    at least 96 and at most the backbone's default (28 px images do not need 224)."""
+    at least ``least`` and at most the backbone's default (28 px images do not need 224)."""
     if requested:
         if requested < spec.min_size:
             raise ImgclfError(f"data.image_size={requested} is too small for {spec.name} "
@@ -223,4 +223,4 @@ def choose_image_size(requested: int, spec: BackboneSpec, report) -> int:
     median = max((sizes.get("width") or {}).get("median", 0), (sizes.get("height") or {}).get("median", 0))
     if not median:
         return spec.default_size
-    return int(min(spec.default_size, max(96, spec.min_size, 32 * math.ceil(median / 32))))
+    return int(min(spec.default_size, max(least, spec.min_size, 32 * math.ceil(median / 32))))
