@@ -22,6 +22,17 @@ from imgclf.errors import ImgclfError
 T = TypeVar("T")
 
 
+def bounds(index, count, n):
+    """(start, stop) of part ``index`` of ``count`` of ``n`` items; plain arithmetic, so it also
+    runs on tensors inside a tf.function (the rows of a global batch a replica trains on).
+
+    Example:
+        >>> bounds(1, 3, 10)
+        (3, 6)
+    """
+    return index * n // count, (index + 1) * n // count
+
+
 @dataclass(frozen=True)
 class Shard:
     """Shard ``index`` (0-based) of ``count``; ``Shard()`` is the whole list."""
@@ -61,7 +72,7 @@ class Shard:
             >>> [Shard(r, 3).span(10) for r in range(3)]
             [(0, 3), (3, 6), (6, 10)]
         """
-        return self.index * n // self.count, (self.index + 1) * n // self.count
+        return bounds(self.index, self.count, n)
 
     def take(self, items: Sequence[T]) -> Sequence[T]:
         """This shard's slice of ``items`` (same type as ``items`` for lists and arrays)."""
