@@ -36,6 +36,20 @@ def test_shard_parses_one_based():
     assert Shard.parse(" 2/3 ") == Shard(1, 3) and str(Shard(1, 3)) == "2/3"
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "127.0.0.1:1,127.0.0.1:2", "--worker-index", "0"], "needs --out FILE"),
+    (["--workers", "127.0.0.1:1,127.0.0.1:2", "--worker-index", "0", "--out", "o.csv", "--shard", "1/2"], "no --shard"),
+    (["--worker-index", "1", "--out", "o.csv"], "--worker-index needs --workers"),
+    (["--shard", "1/2"], "--shard needs --out"),
+    (["--out", "o.txt"], "give --format csv or json"),
+    (["--merge", "a.csv"], "goes with --out"),
+])
+def test_bad_predict_flags_are_one_line_before_any_model_loads(tmp_path, capsys, flags, message):
+    assert main(["predict", str(tmp_path), str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def _row(path, error=None):
     return {"path": path, "error": error, "label": "a", "top": [] if error else [("a", 0.75), ("b", 0.25)]}
 
@@ -65,6 +79,10 @@ def test_output_of_another_shard_is_refused_and_kept(tmp_path):
     before = out.read_bytes()
     with pytest.raises(ImgclfError, match="another shard"):
         ShardOutput(out, "csv", ["c.png", "d.png"], ranks=2)
+    with pytest.raises(ImgclfError, match="another --top-k"):
+        out.write_bytes(before + row_text(_row("b.png"), "csv").encode())
+        ShardOutput(out, "csv", ["a.png", "b.png"], ranks=3)
+    out.write_bytes(before)
     (tmp_path / "notes.csv").write_text("my,own\ndata\n")
     with pytest.raises(ImgclfError, match="not an imgclf csv output"):
         ShardOutput(tmp_path / "notes.csv", "csv", ["a.png"], ranks=2)
@@ -88,6 +106,7 @@ def test_merge_refuses_missing_and_twice_written_images(tmp_path):
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_merged_shards_equal_one_process(tmp_path_factory, tmp_path, capsys, fmt):
     run, digits = tiny_run(tmp_path_factory)
+    capsys.readouterr()  # whatever training the run printed
     bad = digits / "0" / "zz-broken.png"
     bad.write_bytes(b"not a png")  # an unreadable file is reported in its place, in every mode
     try:
@@ -135,3 +154,21 @@ def test_a_killed_shard_resumes_and_writes_each_image_once(tmp_path_factory, tmp
     paths = [row.split(",")[0] for row in rows]
     shard = [str(p) for p in Shard(0, 2).take(sorted(images.iterdir()))]
     assert paths == [p for p in shard for _ in range(2)]  # every image once (two ranks), in order
+
+
+@pytest.mark.slow
+def test_predict_workers_merge_on_the_chief(tmp_path_factory, tmp_path, capsys):
+    from imgclf.training.distribute import loopback_workers
+    run, digits = tiny_run(tmp_path_factory)
+    capsys.readouterr()  # whatever training the run printed
+    assert main(["predict", str(run), str(digits), "--format", "csv"]) == 0
+    one = capsys.readouterr().out
+    workers, out = loopback_workers(2), tmp_path / "all.csv"
+    procs = [subprocess.Popen([sys.executable, "-m", "imgclf", "predict", str(run), str(digits), "--workers", workers,
+                               "--worker-index", str(i), "--out", str(out)], stderr=subprocess.PIPE, text=True)
+             for i in (1, 0)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert out.read_bytes().decode() == one
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["all.csv"]  # the parts are merged and removed
+    assert "the chief merges it" in errs[0] and "merged 2 workers' shards" in errs[1]

@@ -1,6 +1,7 @@
 """``imgclf predict``: to the terminal, into a file that resumes (``--out``, ``--shard I/N``),
-or merging shard files (``--merge``); the rows come from ``deploy.Classifier.predict_paths``
-and their file format from ``deploy.batch``.
+merging shard files (``--merge``), or one shard a worker under the cluster flags
+(``--workers``, merged on the chief through the shared folder of ``--out``); the rows come
+from ``deploy.Classifier.predict_paths`` and their file format from ``deploy.batch``.
 
 Example:
     $ imgclf predict runs/fashion photos --shard 1/2 --out preds-1.csv
@@ -23,17 +24,30 @@ def cmd_predict(args) -> int:
         return _merge(args)
     exists(args.run)
     shard = Shard.parse(args.shard) if args.shard else None
+    cluster = _cluster(args)
+    if cluster.size > 1:
+        if shard or not args.out:
+            raise ImgclfError("--workers predicts one shard a worker and merges them on the chief: it needs "
+                              "--out FILE (in a folder every worker can write) and no --shard")
+        shard = Shard(cluster.index, cluster.size)
     if shard and not args.out:
         raise ImgclfError("--shard needs --out FILE: the shard's own output, which running it again resumes")
     if args.format == "table" and args.out:
         raise ImgclfError("--out writes csv or json, not table")
     fmt = format_for_file(args.out, args.format) if args.out else (args.format or "table")
     min_confidence = _min_confidence(args)
-    paths = inputs(args.images, unique=bool(args.out))
-    paths = shard.take(paths) if shard else paths
+    every = inputs(args.images, unique=bool(args.out))
+    paths = shard.take(every) if shard else every
     _tensorflow(args, args.run)
     from imgclf.deploy.predict import load
     clf = load(args.run, num_threads=args.threads)
+    if cluster.size > 1:
+        out, args.out = args.out, _part(args.out, shard)
+        _predict_to_file(args, clf, paths, fmt, min_confidence, shard)
+        if cluster.is_chief:
+            return _gather(every, out, fmt, cluster)
+        print(f"imgclf: {cluster.describe()}: shard written to {args.out}; the chief merges it", file=sys.stderr)
+        return 0
     if args.out:
         return _predict_to_file(args, clf, paths, fmt, min_confidence, shard)
     from imgclf.deploy.batch import header
@@ -77,6 +91,50 @@ def _predict_to_file(args, clf, paths, fmt, min_confidence, shard) -> int:
     if failed:
         print(f"imgclf: {failed} file(s) could not be read (their rows in {args.out} give the reason)",
               file=sys.stderr)
+    return 0
+
+
+def _cluster(args):
+    """The cluster of --workers/--worker-index; TF_CONFIG counts only with --out and without
+    --shard (a stray TF_CONFIG must not change where plain predictions or a shard go)."""
+    from imgclf.training.distribute import Cluster
+    if args.workers or args.worker_index is not None or (args.out and not args.shard):
+        from imgclf.cli.commands import _cluster as cluster
+        return cluster(args)
+    return Cluster()
+
+
+def _part(out: str, shard) -> str:
+    return f"{out}.part-{shard.index + 1}-of-{shard.count}"
+
+
+def _gather(every, out: str, fmt: str, cluster, patience_s: float = 600.0) -> int:
+    """On the chief: wait for every worker's part (beside ``out``: a folder they all reach), then
+    merge them into ``out`` and remove them. A part that stops growing for ``patience_s`` is
+    a worker that died: one line says to run it again (it resumes)."""
+    import time
+
+    from imgclf.data.shards import Shard
+    from imgclf.deploy.batch import merge
+    parts = [Path(_part(out, Shard(i, cluster.size))) for i in range(cluster.size)]
+    print(f"imgclf: {cluster.describe()}: waiting for the other workers' shards", file=sys.stderr)
+    last, changed = None, time.monotonic()
+    while True:
+        sizes = [p.stat().st_size if p.exists() else -1 for p in parts]
+        if sizes != last:
+            last, changed = sizes, time.monotonic()
+        try:
+            failed = merge(every, [p for p in parts if p.exists()], out, fmt)
+            break
+        except ImgclfError as exc:
+            waiting = "have no prediction" in str(exc) or "cut off" in str(exc)
+            if not waiting or time.monotonic() - changed > patience_s:
+                raise
+        time.sleep(0.5)
+    for p in parts:
+        p.unlink()
+    print(f"imgclf: merged {len(parts)} workers' shards into {out}"
+          + (f"; {failed} file(s) could not be read (their rows give the reason)" if failed else ""), file=sys.stderr)
     return 0
 
 

@@ -86,6 +86,10 @@ class ShardOutput:
             raise ImgclfError(f"{self.path}: not an imgclf {self.fmt} output (its first line differs); "
                               f"remove it or choose another --out")
         groups = _groups(lines[1:] if head else lines, self.fmt, self.path)
+        short = next((path for path, group in groups[:-1] if not self._whole(group)), None)
+        if short is not None:
+            raise ImgclfError(f"{self.path}: {short} has other than {self.ranks} ranks; the file was written "
+                              f"with another --top-k (or by hand): remove it or choose another --out")
         if groups and not self._whole(groups[-1][1]):
             groups.pop()  # the last image's rows were cut short (a full disk): predict it again
         kept = [path for path, _ in groups]
@@ -100,7 +104,8 @@ class ShardOutput:
 
     def _whole(self, group: list[str]) -> bool:
         if self.fmt == "json":
-            return True  # one line per image, and the line is complete
+            row = json.loads(group[0])
+            return row["error"] is not None or len(row["top"]) == self.ranks
         return len(group) == self.ranks or (len(group) == 1 and _is_error(group[0], "csv"))
 
     def todo(self) -> list[str]:
