@@ -6,12 +6,12 @@ Example:
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
 
 from imgclf.cli.parser import TRAIN_FLAGS
+from imgclf.cli.predicting import cmd_predict, exists as _exists
 from imgclf.errors import ImgclfError
 from imgclf.record import RunRecord
 
@@ -98,75 +98,6 @@ def _cmd_evaluate(args) -> int:
     _tensorflow(args)
     evaluate_run(args.run, data=args.data, intervals=not args.no_ci)
     return 0
-
-
-def _expand(items: list[str]):
-    from imgclf.data.images import IMAGE_EXTENSIONS
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
-                    yield f
-        elif path.exists():
-            yield path
-        else:
-            raise ImgclfError(f"{path}: no such file or folder")
-
-
-def _cmd_predict(args) -> int:
-    from imgclf.deploy.predict import load
-    from imgclf.ranking import answer
-    _exists(args.run)
-    min_confidence = _min_confidence(args)
-    _tensorflow(args, model=args.run)
-    clf = load(args.run, num_threads=args.threads)
-    rows = clf.predict_paths(_expand(args.images), top_k=args.top_k, batch_size=args.batch_size)
-    rows = ({**row, "label": answer(row["top"], min_confidence)} for row in rows)
-    writer = csv.writer(sys.stdout) if args.format == "csv" else None
-    if writer:
-        writer.writerow(["path", "rank", "label", "probability", "error"])
-    failed = 0
-    for row in rows:
-        failed += row["error"] is not None
-        if args.format == "json":
-            print(json.dumps({"path": row["path"], "error": row["error"], "label": row["label"],
-                              "top": [{"label": c, "probability": round(p, 6)} for c, p in row["top"]]}))
-        elif writer:
-            if row["error"]:
-                writer.writerow([row["path"], "", "", "", row["error"]])
-            for rank, (label, prob) in enumerate(row["top"], 1):
-                writer.writerow([row["path"], rank, label, f"{prob:.6f}", ""])
-        elif row["error"]:
-            print(f"{row['path']}  ERROR: {row['error']}")
-        else:
-            shown = "  ".join(f"{c} {p:.1%}" for c, p in row["top"])
-            print(f"{row['path']}  " + (f"unknown (below {min_confidence:.0%}; {shown})" if row["label"] == "unknown" else shown))
-        sys.stdout.flush()
-    if failed:
-        print(f"imgclf: {failed} file(s) could not be read (listed above)", file=sys.stderr)
-    return 0
-
-
-def _min_confidence(args) -> float:
-    """--min-confidence, or the threshold --target-accuracy picks from the run's validation split
-    (said on stderr, with the test coverage at it)."""
-    if args.target_accuracy is None:
-        if not 0.0 <= args.min_confidence <= 1.0:
-            raise ImgclfError(f"--min-confidence {args.min_confidence}: must be between 0 and 1")
-        return args.min_confidence
-    from imgclf.evaluation.calibration import pick_threshold
-    if not 0.0 < args.target_accuracy < 1.0:
-        raise ImgclfError(f"--target-accuracy {args.target_accuracy}: must be between 0 and 1")
-    record = RunRecord(args.run)
-    thresholds = record.read_run_info().get("calibration", {}).get("thresholds") if record.run_info_path.is_file() else None
-    row = pick_threshold(thresholds or [], args.target_accuracy, args.run)
-    test = (f"; test: {row['test_accuracy']:.3f} accurate on {row['test_coverage']:.0%}"
-            if row.get("test_coverage") is not None and row.get("test_accuracy") is not None else "")
-    print(f"imgclf: --target-accuracy {args.target_accuracy}: answering at confidence {row['min_confidence']:.3f} "
-          f"or more (validation: {row['val_accuracy']:.3f} accurate on {row['val_coverage']:.0%} of images{test})",
-          file=sys.stderr)
-    return row["min_confidence"]
 
 
 def _cmd_inspect(args) -> int:
@@ -298,11 +229,6 @@ def _run_in(runs_dir: str, name: str) -> RunRecord:
     raise ImgclfError(f"{name}: no such run (looked in {runs_dir} and for a run directory {name})")
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export,
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": cmd_predict, "export": _cmd_export,
             "inspect": _cmd_inspect, "check": _cmd_check, "backbones": _cmd_backbones, "datasets": _cmd_datasets,
             "serve": _cmd_serve, "runs": _cmd_runs}
-
-
-def _exists(path: str) -> None:
-    if not Path(path).exists():
-        raise ImgclfError(f"{path}: no such run directory or model file")

@@ -120,8 +120,18 @@ def _add_predict(sub, common) -> None:
     p.add_argument("run", metavar="RUN_OR_MODEL", help=_model_kinds())
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
-                   help="table (default), json (one object per line) or csv")
+    p.add_argument("--format", choices=["table", "json", "csv"],
+                   help="table (default), json (one object per line) or csv; with --out, from its suffix")
+    p.add_argument("--out", metavar="FILE", help="write csv or json rows to FILE, each image's rows whole; "
+                   "run again, it predicts only the images not yet in FILE")
+    p.add_argument("--shard", metavar="I/N", help="predict only shard I of N (1-based) of the input list (files "
+                   "in the order given, folders sorted): contiguous slices, for N jobs of a scheduler; needs --out")
+    p.add_argument("--merge", nargs="+", metavar="FILE", help="merge the shards' --out files into --out, rows in "
+                   "input order (the same IMAGE_OR_DIR as the shards; the model is not loaded)")
+    p.add_argument("--workers", metavar="HOST:PORT,...", help="as for train (or TF_CONFIG, with --out): worker I "
+                   "predicts shard I+1 of N into OUT.part-..., the chief (0) waits and merges them into --out; the "
+                   "folder of --out must be shared")
+    p.add_argument("--worker-index", type=int, metavar="I", help="this machine's position in --workers")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="LiteRT / ONNX Runtime threads (default: every CPU)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

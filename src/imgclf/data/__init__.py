@@ -3,7 +3,8 @@
 Owns: finding images in every layout ``train`` accepts (layouts), decoding one image file to
 8-bit RGB (images), the seeded stratified split and the data report (dataset, report), decoded
 and resized arrays (arrays), tf.data pipelines and augmentation (pipeline, augment), and
-writing real datasets as class folders (datasets). May import: ``imgclf.config``,
+writing real datasets as class folders (datasets), and which slice of an image list each of N
+processes takes (shards). May import: ``imgclf.config``,
 ``imgclf.errors``, ``imgclf.files``; nothing else of imgclf.
 
 Example:

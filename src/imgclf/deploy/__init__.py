@@ -2,7 +2,8 @@
 
 Owns: the one table of export formats (``formats``: one module per format family, each with
 its converter and runtime), the exporter with its self-check (``export``), and ``load`` with the
-``Classifier`` every caller predicts through (``predict``). May import every stage below it:
+``Classifier`` every caller predicts through (``predict``), and batch prediction into files
+that resume, shard and merge (``batch``). May import every stage below it:
 ``imgclf.data``, ``imgclf.runtime``, ``imgclf.evaluation``, ``imgclf.record``.
 
 Example:

@@ -128,13 +128,14 @@ def make_strategy(cluster: Cluster):
 
 def replica_rows(batch_size, replica, replicas):
     """(start, stop) of this replica's rows in a global batch: contiguous, sizes differ by at
-    most one, every row in exactly one replica.
+    most one, every row in exactly one replica: the split of ``data.shards``.
 
     Example:
         >>> [replica_rows(10, r, 3) for r in range(3)]
         [(0, 3), (3, 6), (6, 10)]
     """
-    return replica * batch_size // replicas, (replica + 1) * batch_size // replicas
+    from imgclf.data.shards import bounds
+    return bounds(replica, replicas, batch_size)
 
 
 def strategy_info(strategy) -> dict:
