@@ -6,12 +6,13 @@ prediction, checkpoint.npz through load_checkpoint, request bodies through the s
 A failure is any exception other than our one-line errors, a multi-line message, or a case
 slower than --case-seconds.
 
-    PYTHONPATH=src python benchmarks/fuzz.py --minutes 2 [--target tflite]
+    PYTHONPATH=src python benchmarks/fuzz.py --minutes 2 [--target tflite] [--keep crashes/]
 """
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -30,15 +31,30 @@ def _cut(rng: random.Random):
     return rng.randrange(2**20) if rng.random() < 0.3 else None
 
 
-def targets(folder: Path) -> dict:
-    """name -> case(rng): each mutates its seed and runs it through its reader."""
+def _keeping(case, path: Path, keep: Path | None):
+    """``case`` that copies its input file (``path``) into ``keep`` when the trial child crashed."""
+    def run(rng):
+        try:
+            case(rng)
+        except _fuzz.EXPECTED as exc:
+            if keep is not None and "crashes the LiteRT interpreter" in str(exc):
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, keep / f"crash-{len(list(keep.iterdir())):03d}{path.suffix}")
+            raise
+    return run
+
+
+def targets(folder: Path, keep: Path | None = None) -> dict:
+    """name -> case(rng): each mutates its seed and runs it through its reader; with ``keep``,
+    inputs that crash the trial child (a native crash in LiteRT) are copied there."""
     model = _fuzz.tiny_model()
     images, tflite = _fuzz.image_seeds(), _fuzz.tflite_seed(model)
     keras, checkpoint = _fuzz.keras_seed(model, folder), _fuzz.checkpoint_seed(folder)
     bodies = _fuzz.body_seeds(images["png"])
     return {
         "images": lambda r: _fuzz.decode(_fuzz.mutate(images[r.choice(sorted(images))], _flips(r), _cut(r))),
-        "tflite": lambda r: _fuzz.load_model_file(_fuzz.mutate(tflite, _flips(r), _cut(r)), folder / "m.tflite"),
+        "tflite": _keeping(lambda r: _fuzz.load_model_file(_fuzz.mutate(tflite, _flips(r), _cut(r)), folder / "m.tflite"),
+                           folder / "m.tflite", keep),
         "keras": lambda r: _fuzz.load_model_file(_fuzz.zip_member_mutate(keras, r.randrange(10), _flips(r), _cut(r)),
                                                  folder / "m.keras"),
         "checkpoint": lambda r: _fuzz.load_checkpoint_bytes(
@@ -76,9 +92,10 @@ def main() -> int:
     parser.add_argument("--target", action="append", help="only these (default: all)")
     parser.add_argument("--case-seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="copy .tflite inputs that crash LiteRT's native code here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        table = targets(Path(tmp))
+        table = targets(Path(tmp), args.keep)
         bad = 0
         for name in args.target or list(table):
             result = run(name, table[name], args.minutes * 60, args.case_seconds, args.seed)

@@ -11,12 +11,10 @@ import pytest
 
 from imgclf.cli import main
 from imgclf.data import load_dataset, load_images
-from imgclf.data.datasets import write_digits
 from imgclf.errors import ImgclfError
 from imgclf.deploy.export import Exporter, export_run
 from imgclf.deploy.formats import FORMATS
 from imgclf.deploy.predict import load
-from imgclf.workflow import train
 
 pytestmark = pytest.mark.slow
 # A tiny, barely trained model has many close calls, and 30 test images make one flip 3.3
@@ -27,11 +25,11 @@ QUANTISED_BAR = 0.8
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    write_digits(root / "digits", per_class=12)
-    result = train(root / "digits", runs_dir=root / "runs", name="digits", verbose=False, image_size=32,
-                   epochs=2, fine_tune_epochs=1, batch_size=16, seed=3, val_fraction=0.2, test_fraction=0.25)
-    return result.run_dir
+    """A copy (exports write into it) of the session's tiny run: the same 32 px digits, 2 + 1 epochs."""
+    from _tiny_run import tiny_run
+    copy = tmp_path_factory.mktemp("export") / "digits"
+    shutil.copytree(tiny_run(tmp_path_factory)[0], copy)
+    return copy
 
 
 @pytest.fixture(scope="module")

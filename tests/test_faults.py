@@ -1,8 +1,11 @@
 """Faults (issue 18, slow group): Ctrl-C ends any command at once with one line, a killed
-write leaves nothing half-written at a final path, two trainings of the same name both run."""
+train, evaluate or export leaves nothing half-written at a final path (and the next run removes
+its temporary files), two trainings of the same name both run."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,3 +75,95 @@ def test_sigkill_mid_training_leaves_only_whole_files_and_resume_cleans_up(image
     assert state.phase == "head" and state.phase_epochs >= 1
     assert not [p.name for p in run.iterdir() if p.name.startswith(".checkpoint.npz.")]
     assert not (run / "model.keras").exists() and not (run / "COMPLETE").exists()
+
+
+def _snapshot(root: Path) -> dict:
+    """The names in the run, its plots/ and export/ with their modification times (a file
+    appearing, being renamed into place or going): cheap to take every few milliseconds."""
+    seen = {}
+    for folder in (root, root / "plots", root / "export"):
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue  # not there yet
+        for entry in entries:
+            try:
+                seen[entry.path] = entry.stat().st_mtime_ns
+            except FileNotFoundError:
+                pass  # renamed while listing
+    return seen
+
+
+def _kill_at_change(proc: subprocess.Popen, root: Path, k: int, timeout: float = 900) -> bool:
+    """SIGKILL ``proc`` at the ``k``-th change seen under ``root`` (a temporary file appearing, a
+    final one renamed into place...); False when it finished first."""
+    before, seen, end = _snapshot(root), 0, time.monotonic() + timeout
+    while proc.poll() is None:
+        assert time.monotonic() < end, f"{proc.args} ran past {timeout} s"
+        now = _snapshot(root)
+        if now != before:
+            before, seen = now, seen + 1
+            if seen >= k:
+                proc.kill()
+                proc.communicate()
+                return True
+        time.sleep(0.01)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err[-1500:]
+    return False
+
+
+def _assert_whole(run: Path, temps_allowed: bool = True) -> list[str]:
+    """Every final file of the run is absent or whole: JSON parses, the report ends, figures
+    decode, exported models load and predict; temporary files (returned) only where ``temps_allowed``."""
+    import numpy as np
+    from PIL import Image
+    from imgclf.deploy.predict import load
+    assert json.loads((run / "metrics.json").read_text())["accuracy"] >= 0  # training wrote one: never lost
+    assert (run / "report.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
+    for png in (run / "plots").glob("[!.]*.png"):
+        with Image.open(png) as image:
+            image.load()
+    export = run / "export"
+    finals = list(export.glob("[!.]*"))  # not the temporary ".name.XXXX" of a killed write
+    for sidecar in [path for path in finals if path.suffix == ".json"]:
+        assert json.loads(sidecar.read_text())
+    for model in [path for path in finals if path.suffix in (".tflite", ".keras", ".onnx") or path.is_dir()]:
+        clf = load(model, num_threads=1)
+        assert clf.predict_arrays(np.zeros((1, clf.image_size, clf.image_size, 3), np.uint8)).shape[0] == 1
+    temps = [str(path.relative_to(run)) for path in run.rglob(".*")]
+    assert temps_allowed or not temps, f"temporary files left: {temps}"
+    return temps
+
+
+@pytest.fixture
+def finished_run(tmp_path_factory, tmp_path):
+    """A copy of the session's tiny finished run (tests/_tiny_run.py), to kill commands on."""
+    from _tiny_run import tiny_run
+    shutil.copytree(tiny_run(tmp_path_factory)[0], tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "export", ignore_errors=True)
+    return tmp_path / "run"
+
+
+def test_sigkill_mid_evaluate_leaves_only_whole_files_and_the_next_evaluate_cleans_up(finished_run):
+    from imgclf.workflow import evaluate_run
+    killed = 0
+    for k in (2, 7):  # the k-th change in the run: a temporary file appears, a figure is renamed in...
+        killed += _kill_at_change(_start("evaluate", finished_run, "--no-ci"), finished_run, k)
+        _assert_whole(finished_run)
+    assert killed, "evaluate finished before every kill; they tested nothing"
+    evaluate_run(finished_run, verbose=False, intervals=False)  # the next one (in this process: no import to pay)
+    _assert_whole(finished_run, temps_allowed=False)
+
+
+def test_sigkill_mid_export_leaves_only_whole_models_and_the_next_export_cleans_up(finished_run):
+    from imgclf.deploy.export import export_run
+    killed, temps = 0, []
+    for k in (2, 9):  # of --format all: early (the first conversion under way), later (a format done)
+        killed += _kill_at_change(_start("export", finished_run, "--format", "all", "-q"), finished_run, k)
+        temps += _assert_whole(finished_run)
+    assert killed == 2, "export finished before a kill; it tested nothing"
+    assert temps, "no kill left a temporary file: the clean-up below would test nothing"
+    export_run(finished_run, "tflite")  # the next one
+    _assert_whole(finished_run, temps_allowed=False)
+    assert (finished_run / "export" / "model.tflite").is_file()

@@ -378,3 +378,18 @@ def test_a_valid_model_passes_its_trial_run(tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(_fuzz.tflite_seed(_fuzz.tiny_model()))
     trial_run(model)  # returns: the child opened, allocated and ran it
+
+
+@pytest.mark.parametrize("old, new", [('"name": "functional', '"name": "functiona#'),  # found by benchmarks/fuzz.py
+                                      ("global_average_pooling2d", "global_average_pooling<d")])
+def test_a_keras_file_with_a_layer_name_tensorflow_refuses_is_one_line_at_load(tmp_path, old, new):
+    import io
+    import zipfile
+    import _fuzz
+    seed, out = zipfile.ZipFile(io.BytesIO(_fuzz.keras_seed(_fuzz.tiny_model(), tmp_path))), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name in seed.namelist():
+            data = seed.read(name)
+            dst.writestr(name, data.decode().replace(old, new, 1) if name == "config.json" else data)
+    with pytest.raises(ImgclfError, match=r"m\.keras: cannot load model \(layer name '.*' is not a valid TensorFlow name"):
+        _fuzz.load_model_file(out.getvalue(), tmp_path / "m.keras")  # was a ValueError traceback at prediction

@@ -90,9 +90,10 @@ class RunRecord:
                 n += 1
 
     @classmethod
-    def finished(cls, path: str | Path) -> "RunRecord":
+    def finished(cls, path: str | Path, writing: bool = False) -> "RunRecord":
         """The record of a complete run; a one-line ImgclfError (with the resume command for an
-        interrupted run) otherwise.
+        interrupted run) otherwise. ``writing`` (evaluate, export): first remove the temporary
+        files that writes killed before left in the run, its plots/, export/ and eval-*/ folders.
 
         Example:
             >>> RunRecord.finished("runs/flowers").path
@@ -108,6 +109,9 @@ class RunRecord:
             raise ImgclfError(f"{record.path}: no model.keras; not a run directory, or training never finished")
         if not record.is_complete:
             raise ImgclfError(f"{record.path}: run is incomplete (interrupted before every artefact was written)")
+        folders = [record.path, record.export_dir, *record.path.glob("eval-*")] if writing else []
+        for folder in folders + [folder / "plots" for folder in folders]:
+            remove_stale_temps(folder)
         return record
 
     @classmethod
@@ -183,9 +187,7 @@ class RunRecord:
         """The figures drawn so far, by key (PLOTS), in PLOTS order."""
         return {key: self.plot_path(key) for key in PLOTS if self.plot_path(key).is_file()}
 
-    @property
-    def is_complete(self) -> bool:
-        return self.complete_path.is_file()
+    is_complete = property(lambda self: self.complete_path.is_file())
 
     # -- the run's inputs ------------------------------------------------------------------
 

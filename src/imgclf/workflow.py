@@ -287,7 +287,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: b
     from imgclf.deploy.predict import load
     from imgclf.evaluation import evaluate_on, format_metrics, held_out_split, save_evaluation
     from imgclf.evaluation.report import write_run_report
-    record = RunRecord.finished(run_dir)
+    record = RunRecord.finished(run_dir, writing=True)  # stale temps of a killed evaluate go
     clf, cfg = load(record.path), record.read_config()
     if data is None:
         dataset, out = data_mod.load_dataset(record.split_path, max_pixels=cfg.data.max_pixels), record

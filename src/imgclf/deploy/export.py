@@ -93,7 +93,7 @@ class Exporter:
     """
 
     def __init__(self, run_dir: str | Path, num_threads: int | None = None):
-        self.record = RunRecord.finished(run_dir)
+        self.record = RunRecord.finished(run_dir, writing=True)  # stale temps of a killed export go
         self.num_threads = num_threads
         self.cfg = self.record.read_config()
         self._clf = self._dataset = self._held_out = None
@@ -118,7 +118,7 @@ class Exporter:
         record, started = _record(fmt, self.clf, self.cfg, self.record), time.time()
         if verbose:
             print(f"{fmt.name}: converting ({dest})", flush=True)
-        remove_stale_temps(dest.parent, [dest.name, f"{dest.name}.json"])  # of an export killed before
+        remove_stale_temps(dest.parent, [dest.name, f"{dest.name}.json", LABELS_FILE])  # of an export killed before
         with (atomic_dir(dest) if fmt.is_dir else atomic_path(dest, fmt.suffix)) as tmp:
             calibration = self._calibration(calibration_images) if fmt.calibrated else None
             fmt.convert(ExportJob(self.clf.model, tmp, record, list(self.clf.class_names), calibration,
@@ -136,17 +136,24 @@ class Exporter:
                            created=time.strftime("%Y-%m-%dT%H:%M:%S"))
             if calibration is not None:
                 metrics["calibration_images"] = len(calibration)
-            self.record.update_export_metrics(fmt.name, metrics)
-            self._refresh_report()
             if not metrics["passed"]:
+                self._record_check(fmt.name, metrics)
                 lo, hi = metrics["accuracy_change_ci"]
                 raise ImgclfError(f"{dest}: {fmt.name} export loses accuracy: {metrics['accuracy_change']:+.1%} "
                                   f"[{lo:+.1%}, {hi:+.1%}] against the Keras model on {metrics['n']} {split} images, "
                                   f"significantly more than the {max_drop:.1%} allowed; not written "
                                   f"(--max-accuracy-drop raises it)")
-        save_labels(dest.parent, self.clf.class_names)
-        write_json_atomic(dest.parent / f"{dest.name}.json", {**record, "check": metrics})  # one per model
+            # what a model needs to load (its class names, its record) is in place before it takes its
+            # name, so a kill at any point leaves no model at its final path without them
+            save_labels(dest.parent, self.clf.class_names)
+            write_json_atomic(dest.parent / f"{dest.name}.json", {**record, "check": metrics})  # one per model
+        self._record_check(fmt.name, metrics)
         return ExportResult(fmt.name, dest, metrics)
+
+    def _record_check(self, format: str, metrics: dict) -> None:
+        """Record a check in export/metrics.json and show it in the run's report.html."""
+        self.record.update_export_metrics(format, metrics)
+        self._refresh_report()
 
     def held_out(self):
         """(the Keras model's Evaluation, the images, the split's name) on the test split, or

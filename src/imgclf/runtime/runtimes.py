@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,10 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_ROOT_SCOPE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")  # tf.name_scope's patterns, outermost and inner
+_SCOPE = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+
+
 def load_keras_model(path: str | Path):
     """A saved Keras model, with imgclf's custom layers registered and Keras' safe mode on (no
     code from the file runs); one-line ImgclfError if it fails.
@@ -73,9 +78,15 @@ def load_keras_model(path: str | Path):
 
     import imgclf.backbones.layers  # noqa: F401  registers the custom layers saved models refer to
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # a corrupt or foreign file: say so in one line
         raise ImgclfError(f"{path}: cannot load model ({first_line(exc)})") from None
+    # TensorFlow refuses these names as scopes only when the model first runs: check them now
+    named = [(_ROOT_SCOPE, model.name), *((_SCOPE, layer.name) for layer in model._flatten_layers(include_self=False))]
+    bad = next((name for pattern, name in named if not (isinstance(name, str) and pattern.fullmatch(name))), None)
+    if bad is not None:
+        raise ImgclfError(f"{path}: cannot load model (layer name {bad!r} is not a valid TensorFlow name)")
+    return model
 
 
 class KerasRuntime(Runtime):
