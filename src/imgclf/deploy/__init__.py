@@ -1,7 +1,7 @@
 """The deployment stage: export a run to the formats people deploy, and load any of them back.
 
 Owns: the one table of export formats (``formats``: one module per format family, each with
-its converter and runtime), the exporter with its self-check (``export``), and ``load`` with the
+its converter and runtime), the exporter with its self-check (``export``), Grad-CAM overlays of a run (``explain``), and ``load`` with the
 ``Classifier`` every caller predicts through (``predict``). May import every stage below it:
 ``imgclf.data``, ``imgclf.runtime``, ``imgclf.evaluation``, ``imgclf.record``.
 
@@ -17,7 +17,7 @@ import importlib
 # in the exporter's evaluation stack (scikit-learn, Matplotlib)
 _PUBLIC = {"Classifier": "predict", "load": "predict", "export_run": "export", "Exporter": "export",
            "ExportResult": "export", "FORMATS": "formats", "ExportFormat": "formats", "get_format": "formats",
-           "format_for": "formats"}
+           "format_for": "formats", "explain": "explain"}
 __all__ = list(_PUBLIC)
 
 
