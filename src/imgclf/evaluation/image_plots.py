@@ -67,10 +67,10 @@ def plot_mistakes(images, y_true, y_pred, confidence, class_names: Sequence[str]
     cols = min(5, len(shown))
     rows = math.ceil(len(shown) / cols)
     # A fixed grid needs no constrained layout, which took 40% of this figure's 2.2 s.
-    height = 2.55 * rows + 0.5
+    height = 2.55 * rows + 0.75  # the top 0.75 inch: the heading, clear of the first row's titles
     fig = _new_figure(2.3 * cols, height, layout=None)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / height, wspace=0.12,
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.8 / height, wspace=0.12,
                         hspace=0.62 / 2.0)
     for ax in axes:
         ax.axis("off")
@@ -80,8 +80,8 @@ def plot_mistakes(images, y_true, y_pred, confidence, class_names: Sequence[str]
                      f"pred: {_cut(str(class_names[y_pred[i]]), 14)} ({confidence[i]:.0%})",
                      fontsize=9, color="#7f1d1d")
     extra = f" (first {len(shown)} of {len(wrong)})" if len(wrong) > len(shown) else ""
-    why = "; heat: Grad-CAM of the predicted class" if heatmaps is not None else ""
-    fig.suptitle(f"Misclassified test images{extra}{why}", fontsize=12)
+    why = "\nheat: Grad-CAM of the predicted class (red: what spoke for it)" if heatmaps is not None else ""
+    fig.suptitle(f"Misclassified test images{extra}{why}", fontsize=12, y=1 - 0.08 / height, va="top")
     return _save(fig, path)
 
 
