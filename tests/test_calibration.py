@@ -114,3 +114,30 @@ def test_an_answer_below_the_confidence_asked_for_is_unknown():
     assert answer([("dog", 0.55), ("cat", 0.45)], 0.6) == UNKNOWN
     assert answer([("dog", 0.6), ("cat", 0.4)], 0.6) == "dog"
     assert answer([], 0.5) is None
+
+
+def test_the_reliability_diagram_is_drawn_and_shown_in_the_calibration_section(tmp_path):
+    """metrics.json keeps the table before and after the temperature; the diagram draws both, and
+    the report's calibration section embeds it (the table stays, folded)."""
+    from PIL import Image
+    from imgclf.evaluation.calibration_plots import plot_reliability
+    from imgclf.evaluation.report_extra import calibration_section
+    probs, labels = _overconfident(2000, 2.0)
+    t = fit_temperature(probs, labels)
+    calibration = calibration_metrics(temper(probs, t), labels, t)
+    before = calibration["reliability_before"]
+    assert sum(r["n"] for r in before) == 2000
+    # before the temperature the model is overconfident: its accuracy lags its confidence
+    busy = [r for r in before if r["n"] >= 50 and r["confidence"] < 0.95]
+    assert busy and all(r["accuracy"] < r["confidence"] for r in busy)
+    path = plot_reliability(calibration, tmp_path / "reliability.png")
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size[0] > 600 and png.size[1] > 600
+    no_before = {k: v for k, v in calibration.items() if k != "reliability_before"}  # an older metrics.json
+    assert plot_reliability(no_before, tmp_path / "old.png").read_bytes() != path.read_bytes()
+    html = calibration_section(calibration, path)
+    assert 'alt="reliability diagram" src="data:image/png;base64,' in html
+    assert "<details><summary>the reliability table</summary>" in html
+    assert "The reliability diagram is missing." in calibration_section(calibration, tmp_path / "none.png")
+    empty = plot_reliability({"reliability": []}, tmp_path / "empty.png")
+    assert empty.stat().st_size > 1000

@@ -5,7 +5,7 @@ import pytest
 
 from imgclf.cli import build_parser, main
 
-SUBCOMMANDS = ["train", "evaluate", "predict", "inspect", "backbones", "datasets", "export", "serve"]
+SUBCOMMANDS = ["train", "evaluate", "predict", "explain", "inspect", "backbones", "datasets", "export", "serve"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

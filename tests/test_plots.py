@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from imgclf.evaluation.metrics import compute_metrics
-from imgclf.evaluation.plots import plot_confusion, plot_history, plot_mistakes, plot_per_class
+from imgclf.evaluation.image_plots import plot_mistakes
+from imgclf.evaluation.plots import plot_confusion, plot_history, plot_per_class
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -120,3 +121,21 @@ def test_plot_history_from_csv_strings(tmp_path):
     for row in rows:
         row.update(val_loss="", val_accuracy="")
     check_png(plot_history(rows, tmp_path / "csv.png"))
+
+
+def test_mistakes_and_explanation_overlays_draw_the_heat(tmp_path):
+    from imgclf.evaluation.image_plots import plot_explanation
+    images = np.full((2, 32, 32, 3), 128, np.uint8)
+    heat = np.zeros((2, 32, 32), np.float32)
+    heat[:, 4:12, 20:28] = 1.0
+    plain = plot_mistakes(images, [0, 1], [1, 0], [0.6, 0.9], ["a", "b"], tmp_path / "plain.png")
+    hot = plot_mistakes(images, [0, 1], [1, 0], [0.6, 0.9], ["a", "b"], tmp_path / "hot.png", heatmaps=heat)
+    with Image.open(plain) as a, Image.open(hot) as b:
+        assert a.size == b.size
+        diff = np.abs(np.asarray(a.convert("RGB"), int) - np.asarray(b.convert("RGB"), int)).sum(-1)
+    # the heat is drawn on the hot squares only (8 x 8 of 32 x 32 px: about 1/16 of each panel)
+    changed = (diff > 60).sum()
+    assert 0 < changed < 0.1 * diff.size
+    one = plot_explanation(images[0], heat[0], "sneaker", 0.931, tmp_path / "x.gradcam.png", source="x.png")
+    width, height = check_png(one, min_bytes=3_000)
+    assert width > height

@@ -32,7 +32,7 @@ def test_run_writes_every_artefact(result):
     run = result.run_dir
     for name in ["config.yaml", "labels.txt", "split.csv", "data_report.json", "model.keras", "history.csv",
                  "metrics.json", "report.html", "COMPLETE", "plots/training_curves.png",
-                 "plots/confusion_matrix.png", "plots/per_class.png", "plots/mistakes.png"]:
+                 "plots/confusion_matrix.png", "plots/per_class.png", "plots/mistakes.png", "plots/reliability.png"]:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert any((run / "logs").rglob("events.out.tfevents*"))
     assert (run / "labels.txt").read_text().split() == [str(d) for d in range(10)]

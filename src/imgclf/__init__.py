@@ -15,10 +15,10 @@ Example:
 """
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate_run", "load", "export_run", "ImgclfError", "__version__"]
+__all__ = ["train", "evaluate_run", "load", "export_run", "explain", "ImgclfError", "__version__"]
 
 _PUBLIC = {"train": "imgclf.workflow", "evaluate_run": "imgclf.workflow", "load": "imgclf.deploy.predict",
-           "export_run": "imgclf.deploy.export", "ImgclfError": "imgclf.errors"}
+           "export_run": "imgclf.deploy.export", "explain": "imgclf.deploy.explain", "ImgclfError": "imgclf.errors"}
 
 
 def __getattr__(name):

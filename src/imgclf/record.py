@@ -10,7 +10,7 @@ run-directory path itself. Every write is atomic (imgclf.files). Layout of ``run
     model.keras        the trained classifier (best weights), preprocessing inside
     history.csv        one row per epoch of both phases
     metrics.json       test-set metrics
-    plots/*.png        training curves, confusion matrix, per-class scores, mistakes (PLOTS)
+    plots/*.png        training curves, confusion matrix, per-class scores, mistakes, reliability (PLOTS)
     report.html        everything above in one self-contained page
     logs/              TensorBoard event files
     run.json           time, image size, backbone, training path and cache sizes
@@ -44,7 +44,7 @@ from imgclf.files import (LABELS_FILE, atomic_path, load_labels, read_json, save
 
 # The figures a run draws, by the key the report places them under, and their file names.
 PLOTS = {"history": "training_curves.png", "confusion": "confusion_matrix.png",
-         "per_class": "per_class.png", "mistakes": "mistakes.png"}
+         "per_class": "per_class.png", "mistakes": "mistakes.png", "reliability": "reliability.png"}
 
 
 class RunRecord:

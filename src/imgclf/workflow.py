@@ -260,7 +260,7 @@ def _evaluate_test(job: Job, record: RunRecord, arrays, cached):
     if not len(images):
         return None, calibration
     evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=predict, runtime=runtime)
-    save_evaluation(evaluation, images, record)
+    save_evaluation(evaluation, images, record, model=job.net.model)
     if val_probs is not None:  # chosen on validation; the test columns are only reported
         calibration["thresholds"] = abstain_thresholds(val_probs, labels["val"], evaluation.probs, evaluation.labels)
     return evaluation, calibration
@@ -300,7 +300,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, verbose: b
     labels = np.concatenate([dataset.labels_for(clf.class_names, split) for split in splits])
     images = data_mod.load_images(paths, clf.image_size, max_pixels=cfg.data.max_pixels)
     evaluation = evaluate_on(clf, images, labels, top_k=cfg.train.top_k, intervals=intervals)
-    save_evaluation(evaluation, images, out)
+    save_evaluation(evaluation, images, out, model=clf.model)
     if data is None:
         write_run_report(record, config_to_dict(cfg), record.read_history(), evaluation.metrics,
                          record.read_run_info())

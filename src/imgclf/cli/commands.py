@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from imgclf.cli.explain import cmd_explain
 from imgclf.cli.parser import TRAIN_FLAGS
 from imgclf.cli.predicting import cmd_predict, exists as _exists
 from imgclf.errors import ImgclfError
@@ -229,6 +230,7 @@ def _run_in(runs_dir: str, name: str) -> RunRecord:
     raise ImgclfError(f"{name}: no such run (looked in {runs_dir} and for a run directory {name})")
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": cmd_predict, "export": _cmd_export,
-            "inspect": _cmd_inspect, "check": _cmd_check, "backbones": _cmd_backbones, "datasets": _cmd_datasets,
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
+            "export": _cmd_export, "inspect": _cmd_inspect, "check": _cmd_check, "backbones": _cmd_backbones,
+            "datasets": _cmd_datasets,
             "serve": _cmd_serve, "runs": _cmd_runs}

@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true",
                         help="also show TensorFlow's own start-up log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_predict, _add_export, _add_inspect, _add_check, _add_backbones,
-                _add_datasets, _add_serve, _add_runs):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_export, _add_inspect, _add_check,
+                _add_backbones, _add_datasets, _add_serve, _add_runs):
         add(sub, common)
     return parser
 
@@ -140,6 +140,16 @@ def _add_predict(sub, common) -> None:
     p.add_argument("--target-accuracy", type=float, metavar="A",
                    help="instead of --min-confidence: the lowest confidence at which the run's validation "
                         "images were at least A accurate (0-1); says the test coverage at it")
+
+
+def _add_explain(sub, common) -> None:
+    p = sub.add_parser("explain", parents=[common], help="show where a run's model looked (Grad-CAM overlays)",
+                       description="For each image, the run's answer and its calibrated confidence over a "
+                                   "Grad-CAM heat map of that answer (computed on the trained Keras model): one "
+                                   "DIR/<name>.gradcam.png per image.")
+    p.add_argument("run", metavar="RUN", help="a finished run directory (runs/NAME); exports have no gradients")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the overlays (created if missing)")
 
 
 def _add_export(sub, common) -> None:

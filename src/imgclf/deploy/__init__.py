@@ -2,8 +2,9 @@
 
 Owns: the one table of export formats (``formats``: one module per format family, each with
 its converter and runtime), the exporter with its self-check (``export``), and ``load`` with the
-``Classifier`` every caller predicts through (``predict``), and batch prediction into files
-that resume, shard and merge (``batch``). May import every stage below it:
+``Classifier`` every caller predicts through (``predict``), batch prediction into files that
+resume, shard and merge (``batch``), and Grad-CAM overlays of a run (``explain``). May import
+every stage below it:
 ``imgclf.data``, ``imgclf.runtime``, ``imgclf.evaluation``, ``imgclf.record``.
 
 Example:
@@ -18,7 +19,7 @@ import importlib
 # in the exporter's evaluation stack (scikit-learn, Matplotlib)
 _PUBLIC = {"Classifier": "predict", "load": "predict", "export_run": "export", "Exporter": "export",
            "ExportResult": "export", "FORMATS": "formats", "ExportFormat": "formats", "get_format": "formats",
-           "format_for": "formats"}
+           "format_for": "formats", "explain": "explain"}
 __all__ = list(_PUBLIC)
 
 

@@ -110,7 +110,7 @@ def coverage_curve(probs, labels, points: int = 20) -> list[dict]:
 def calibration_metrics(probs, labels, temperature: float) -> dict:
     """What metrics.json says about calibration: the temperature, ECE and log loss of the
     probabilities before and after it (``probs`` are the tempered ones), the reliability table
-    and the coverage-accuracy curve.
+    after it (and before it, for the diagram) and the coverage-accuracy curve.
 
     Example:
         >>> calibration_metrics(probs, labels, 1.3)["ece_after"]
@@ -121,7 +121,8 @@ def calibration_metrics(probs, labels, temperature: float) -> dict:
     return {"temperature": temperature, "bins": BINS,
             "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(probs, labels),
             "log_loss_before": round(_nll(raw, labels), 6), "log_loss_after": round(_nll(probs, labels), 6),
-            "reliability": reliability(probs, labels), "coverage": coverage_curve(probs, labels)}
+            "reliability": reliability(probs, labels), "reliability_before": reliability(raw, labels),
+            "coverage": coverage_curve(probs, labels)}
 
 
 TARGETS = tuple(round(0.5 + 0.005 * i, 3) for i in range(100))  # accuracies 0.500-0.995 a threshold is kept for

@@ -79,23 +79,39 @@ def evaluate_on(classifier, images, labels: np.ndarray, *, top_k: int = 5,
     return Evaluation(labels, probs, metrics, runtime or getattr(classifier, "format", "keras"), seconds)
 
 
-def save_evaluation(evaluation: Evaluation, images, record: RunRecord) -> None:
-    """Write metrics.json and the metric figures (confusion matrix, per-class scores, the most
-    confident mistakes) into ``record`` (a run, or its ``evaluation(name)`` folder).
+def save_evaluation(evaluation: Evaluation, images, record: RunRecord, model=None) -> None:
+    """Write metrics.json and the metric figures (confusion matrix, per-class scores, the
+    reliability diagram, the most confident mistakes) into ``record`` (a run, or its ``evaluation(name)`` folder).
+
+    Args:
+        evaluation: what ``evaluate_on`` returned.
+        images: the images it was computed on.
+        record: where to write.
+        model: the trained Keras model, to draw Grad-CAM maps of the predicted class over the
+            mistakes grid (imgclf.evaluation.saliency; the grid's images only); None, or a model
+            without imgclf's base and head: no maps.
 
     Example:
-        >>> save_evaluation(evaluate_on(clf, images, labels), images, RunRecord("runs/fashion"))
+        >>> save_evaluation(evaluate_on(clf, images, labels), images, RunRecord("runs/fashion"), clf.model)
     """
     from imgclf.evaluation import plots
+    from imgclf.evaluation.image_plots import plot_mistakes
     metrics, names = evaluation.metrics, evaluation.metrics["class_names"]
     record.write_metrics(metrics)
     plots.plot_confusion(np.array(metrics["confusion_matrix"]), names, record.plot_path("confusion"))
     plots.plot_per_class(metrics, record.plot_path("per_class"))
+    if metrics.get("calibration"):
+        from imgclf.evaluation.calibration_plots import plot_reliability
+        plot_reliability(metrics["calibration"], record.plot_path("reliability"))
     wrong = mistakes(evaluation.labels, evaluation.probs, limit=MISTAKES_SHOWN)
     pred, probs = evaluation.predictions, evaluation.probs
     shown = np.asarray(images[wrong]) if wrong else np.zeros((0, 1, 1, 3), np.uint8)
-    plots.plot_mistakes(shown, evaluation.labels[wrong], pred[wrong],
-                        probs[wrong, pred[wrong]] if wrong else np.zeros(0), names, record.plot_path("mistakes"))
+    heatmaps = None
+    if model is not None and wrong:
+        from imgclf.evaluation.saliency import explainable, grad_cam
+        heatmaps = grad_cam(model, shown, pred[wrong]) if explainable(model) else None
+    plot_mistakes(shown, evaluation.labels[wrong], pred[wrong], probs[wrong, pred[wrong]] if wrong else np.zeros(0),
+                  names, record.plot_path("mistakes"), heatmaps=heatmaps)
 
 
 def compare(reference: Evaluation, other: Evaluation) -> dict:

@@ -5,7 +5,6 @@ touches the global backend, rcParams or a display; each PNG is written atomicall
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -241,61 +240,4 @@ def plot_per_class(metrics: dict[str, Any], path: str | Path) -> Path:
     ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="lower center",
               bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=9, frameon=False)
     fig.suptitle("Per-class precision, recall and F1, worst F1 at the top", fontsize=12)
-    return _save(fig, path)
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    return image.astype(np.uint8)
-
-
-def plot_mistakes(images, y_true, y_pred, confidence, class_names: Sequence[str],
-                  path: str | Path, max_images: int = 25) -> Path:
-    """A grid of misclassified images, each titled with the true and predicted class.
-
-    Args:
-        images: uint8 (N, H, W, 3) (grey (N, H, W) also works), in the order to show them
-            (e.g. most confident mistakes first, from ``evaluate.mistakes``).
-        y_true, y_pred: labels, shape (N,); samples where they agree are skipped.
-        confidence: the probability of the predicted class, shape (N,).
-        class_names: names in label-index order.
-        path: the PNG to write.
-        max_images: at most this many images.
-
-    Returns:
-        ``path`` as a Path.
-
-    Example:
-        >>> plot_mistakes(imgs, [0, 1], [1, 0], [.9, .7], ["cat", "dog"], "mistakes.png")
-        PosixPath('mistakes.png')
-    """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    wrong = np.flatnonzero(y_true != y_pred)
-    shown = wrong[:max_images]
-    if len(shown) == 0:
-        fig = _new_figure(6, 2)
-        fig.text(0.5, 0.5, "No misclassified test images", ha="center", va="center",
-                 fontsize=14, color="#166534")
-        return _save(fig, path)
-    cols = min(5, len(shown))
-    rows = math.ceil(len(shown) / cols)
-    # A fixed grid needs no constrained layout, which took 40% of this figure's 2.2 s.
-    height = 2.55 * rows + 0.5
-    fig = _new_figure(2.3 * cols, height, layout=None)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / height, wspace=0.12,
-                        hspace=0.62 / 2.0)
-    for ax, i in zip(axes, shown):
-        ax.imshow(_as_rgb(images[i]))
-        ax.set_title(f"true: {_cut(str(class_names[y_true[i]]), 18)}\n"
-                     f"pred: {_cut(str(class_names[y_pred[i]]), 14)} ({confidence[i]:.0%})",
-                     fontsize=9, color="#7f1d1d")
-    for ax in axes:
-        ax.axis("off")
-    extra = f" (first {len(shown)} of {len(wrong)})" if len(wrong) > len(shown) else ""
-    fig.suptitle(f"Misclassified test images{extra}", fontsize=12)
     return _save(fig, path)

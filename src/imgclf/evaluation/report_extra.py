@@ -1,5 +1,5 @@
 """The report's sections about what its numbers are worth: calibration (ECE before and after the
-temperature, the reliability table), the coverage-accuracy curve (how accurate the model is on
+temperature, the reliability diagram and table), the coverage-accuracy curve (how accurate the model is on
 the share of images it is most confident about), and each export judged by the accuracy it loses
 against the trained model (the paired change with its interval, per class).
 
@@ -11,18 +11,21 @@ Example:
 """
 from __future__ import annotations
 
-from imgclf.evaluation.html import bar, e, facts, note, num, pct, section, table
+from pathlib import Path
+
+from imgclf.evaluation.html import bar, e, facts, figure, note, num, pct, section, table
 from imgclf.record import RunRecord
 
 
 def extra_sections(record: RunRecord) -> str:
     """Every extra section the run's files support, as HTML."""
     calibration = record.read_metrics().get("calibration") or {}
-    return calibration_section(calibration) + coverage_section(calibration) + export_section(record.read_export_metrics())
+    return calibration_section(calibration, record.plot_path("reliability")) + coverage_section(calibration) + export_section(record.read_export_metrics())
 
 
-def calibration_section(calibration: dict) -> str:
-    """ECE and log loss before/after the temperature; the reliability table drawn as bars."""
+def calibration_section(calibration: dict, diagram: Path | None = None) -> str:
+    """ECE and log loss before/after the temperature; the reliability diagram (``diagram``, a PNG
+    of calibration_plots.plot_reliability), and its table under <details>."""
     if "reliability" not in calibration:
         return ""
     items = [("temperature (fitted on validation)", num(calibration["temperature"], 3)),
@@ -36,8 +39,9 @@ def calibration_section(calibration: dict) -> str:
     text = (f"Reliability on the test images, {calibration['bins']} equal-width confidence bins, after the "
             "temperature: a calibrated model's accuracy in each bin equals its mean confidence. ECE is the "
             "image-weighted mean gap.")
-    body = facts(items) + note(text) + table(["confidence bin", "images", "mean confidence", "accuracy", "gap"],
-                                             rows, {1, 2, 3, 4})
+    listing = table(["confidence bin", "images", "mean confidence", "accuracy", "gap"], rows, {1, 2, 3, 4})
+    body = (facts(items) + note(text) + figure(diagram, "reliability diagram", "The reliability diagram is missing.")
+            + f"<details><summary>the reliability table</summary>{listing}</details>")
     return section("calibration", "Calibration", body)
 
 
