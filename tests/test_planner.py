@@ -193,6 +193,9 @@ def test_a_machine_slower_than_planned_keeps_more_for_evaluating_and_saving():
     assert deadline.reserve == 80.0
     deadline.observe("fine_tune", 4.0)  # faster than planned: the planned reserve, not less
     assert deadline.reserve == 20.0
+    tiny = Deadline(end=100.0, reserve_s=20.0, epoch_s={"head": 0.05}, planned_s={"head": 0.05}, clock=clock)
+    tiny.observe("head", 0.5)  # a 50-ms epoch taking 0.5 s is overhead, not a busy machine
+    assert tiny.reserve == 20.0 and tiny.epoch_s["head"] == 0.5
 
 
 def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):
