@@ -44,7 +44,9 @@ def test_shard_parses_one_based():
     (["--out", "o.txt"], "give --format csv or json"),
     (["--merge", "a.csv"], "goes with --out"),
 ])
-def test_bad_predict_flags_are_one_line_before_any_model_loads(tmp_path, capsys, flags, message):
+def test_bad_predict_flags_are_one_line_before_any_model_loads(tmp_path, capsys, monkeypatch, flags, message):
+    monkeypatch.setenv("TF_CONFIG", "")  # --workers writes TF_CONFIG: none may leak into later tests
+    monkeypatch.delenv("TF_CONFIG")
     assert main(["predict", str(tmp_path), str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err

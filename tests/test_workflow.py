@@ -135,7 +135,7 @@ def test_same_seed_same_split_and_metrics_through_the_cli(result, digits, capsys
     (["train", "{digits}", "--fine-tune-layers", "100000", "--epochs", "1", "--image-size", "32",
       "--runs-dir", "{root}/err-runs"], "fine_tune_layers"),
     (["evaluate", "/no/such/run"], "/no/such/run"),
-    (["predict", "{root}", "x.png"], "model.keras"),
+    (["predict", "{root}", "{root}"], "model.keras"),
 ])
 def test_user_errors_are_one_line(argv, fragment, digits, capsys):
     argv = [a.format(digits=digits / "digits", root=digits) for a in argv]
