@@ -87,6 +87,31 @@ def test_every_format_reloads_and_agrees_with_the_keras_model(fmt, run, exports,
     assert (sidecar["format"], sidecar["image_size"], sidecar["check"]) == (fmt, 32, record)
 
 
+def test_raw_exported_graphs_return_calibrated_probabilities_without_imgclf(run, exports, held_out, reference):
+    """The temperature is folded into the exported weights: the bare .tflite and .onnx (as
+    another program would run them) give what ``imgclf predict`` gives, not the raw softmax."""
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+    from imgclf.runtime import load_keras_model
+    temperature = json.loads((run / "run.json").read_text())["calibration"]["temperature"]
+    uncalibrated = load_keras_model(run / "model.keras").predict(held_out[0], verbose=0)
+    assert np.abs(uncalibrated - reference).max() > 1e-3  # the temperature moves these probabilities
+    images = held_out[0].astype(np.float32)
+    interpreter = Interpreter(model_path=str(exports["tflite"]))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], images)
+    interpreter.invoke()
+    session = onnxruntime.InferenceSession(str(exports["onnx"]), providers=["CPUExecutionProvider"])
+    for raw in (interpreter.get_tensor(out["index"]), session.run(None, {session.get_inputs()[0].name: images})[0]):
+        np.testing.assert_allclose(raw, reference, atol=1e-4)
+    for fmt in FORMATS:
+        sidecar = json.loads((exports[fmt].parent / f"{exports[fmt].name}.json").read_text())
+        assert (sidecar["temperature"], sidecar["temperature_in_graph"]) == (temperature, True)
+        assert load(exports[fmt]).temperature == 1.0  # nothing applied twice
+
+
 def test_sizes_and_input_types_fit_each_format(exports):
     from imgclf.runtime import LiteRTRuntime
     size = {fmt: os.path.getsize(exports[fmt]) for fmt in ("tflite", "tflite-dynamic", "tflite-int8")}

@@ -1,7 +1,9 @@
 """Export a run to the formats people deploy, each proven to answer like the trained model.
 
 Every exported graph takes raw 0-255 RGB at the model's size (the preprocessing is inside) and
-returns class probabilities; its class names travel with it. Before a model takes its final
+returns class probabilities, calibrated: the run's temperature (fitted on validation) is folded
+into the final layer's weights (``temperature_in_graph`` in the record), so the raw .tflite or
+.onnx answers like ``imgclf predict`` without imgclf; its class names travel with it. Before a model takes its final
 name it runs on the run's test split (the validation split if there is no test split), through
 the same evaluator as training, and it is judged by what it loses: it is refused, and not left
 behind, only when its accuracy drop against the Keras model on those same images is
@@ -96,7 +98,7 @@ class Exporter:
         self.record = RunRecord.finished(run_dir, writing=True)  # stale temps of a killed export go
         self.num_threads = num_threads
         self.cfg = self.record.read_config()
-        self._clf = self._dataset = self._held_out = None
+        self._clf = self._dataset = self._held_out = self._tempered = None
 
     @property
     def clf(self) -> Classifier:
@@ -121,12 +123,14 @@ class Exporter:
         remove_stale_temps(dest.parent, [dest.name, f"{dest.name}.json", LABELS_FILE])  # of an export killed before
         with (atomic_dir(dest) if fmt.is_dir else atomic_path(dest, fmt.suffix)) as tmp:
             calibration = self._calibration(calibration_images) if fmt.calibrated else None
-            fmt.convert(ExportJob(self.clf.model, tmp, record, list(self.clf.class_names), calibration,
-                                  self.record.model_path))
+            model, folded = self.tempered()
+            record["temperature_in_graph"] = folded
+            fmt.convert(ExportJob(model, tmp, record, list(self.clf.class_names), calibration,
+                                  None if folded else self.record.model_path))
             if verbose:
                 print(f"{fmt.name}: checking on {len(images)} {split} images", flush=True)
             exported = Classifier(fmt.open(tmp, self.num_threads), self.clf.class_names, self.clf.image_size,
-                                  tmp, format=fmt.name, temperature=self.clf.temperature)
+                                  tmp, format=fmt.name, temperature=1.0 if folded else self.clf.temperature)
             checked = evaluate_on(exported, images, reference.labels, intervals=False)
             metrics = {**compare(reference, checked), "split": split}
             metrics.update(path=str(dest), max_accuracy_drop=max_drop, rule="refused when the one-sided 95% "
@@ -149,6 +153,21 @@ class Exporter:
             write_json_atomic(dest.parent / f"{dest.name}.json", {**record, "check": metrics})  # one per model
         self._record_check(fmt.name, metrics)
         return ExportResult(fmt.name, dest, metrics)
+
+    def tempered(self):
+        """(the model to convert, whether the run's temperature is folded into it): a second copy
+        of the run's model whose final layer divides by T (imgclf.training.model.fold_temperature),
+        so every exported graph returns calibrated probabilities even outside imgclf; the run's
+        own model when T is 1. Loaded once."""
+        if self._tempered is None:
+            self._tempered = (self.clf.model, False)
+            if self.clf.temperature != 1.0:
+                from imgclf.runtime import load_keras_model
+                from imgclf.training.model import fold_temperature
+                model = load_keras_model(self.record.model_path)
+                if fold_temperature(model, self.clf.temperature):
+                    self._tempered = (model, True)
+        return self._tempered
 
     def _record_check(self, format: str, metrics: dict) -> None:
         """Record a check in export/metrics.json and show it in the run's report.html."""
@@ -188,7 +207,8 @@ def _record(fmt: ExportFormat, clf: Classifier, cfg, record: RunRecord) -> dict:
             "backbone": cfg.model.backbone, "output": "probabilities",
             "input": {"dtype": fmt.input_dtype, "range": [0, 255], "layout": "NHWC RGB",
                       "resize": "squash to image_size x image_size"},
-            "temperature": clf.temperature,  # calibration, applied to the outputs by imgclf.load
+            "temperature": clf.temperature,  # fitted on validation; in the graph when temperature_in_graph,
+            # else applied to the outputs by imgclf.load
             "run": str(record.path.resolve()), "imgclf_version": __version__}
 
 

@@ -160,8 +160,9 @@ def load(source: str | Path, num_threads: int | None = None) -> Classifier:
             raise ImgclfError(f"{source}: no class names (no imgclf record and no readable labels.txt "
                               f"beside it); export models with `imgclf export`")
     _check_classes(source, runtime.num_classes, names)
+    in_graph = info.get("temperature_in_graph") is True  # folded into the weights; older exports were not
     return Classifier(runtime, names, runtime.image_size, source, format=runtime.format, info=info,
-                      temperature=float(info.get("temperature", 1.0)))
+                      temperature=1.0 if in_graph else float(info.get("temperature", 1.0)))
 
 
 def _load_run(record: RunRecord) -> Classifier:

@@ -32,7 +32,8 @@ def model_card(source: str | Path, classifier) -> dict:
             "backbone": info.get("backbone") or run.get("backbone"),
             "image_size": classifier.image_size, "num_classes": len(classifier.class_names),
             "class_names": list(classifier.class_names), "metrics": None,
-            "temperature": getattr(classifier, "temperature", 1.0)}
+            "temperature": info.get("temperature", getattr(classifier, "temperature", 1.0)),
+            "temperature_in_graph": info.get("temperature_in_graph") is True}
     if "accuracy" in metrics:
         from imgclf.evaluation.metrics import HEADLINES
         card["metrics"] = {"n": metrics.get("n"), "top_k": metrics.get("top_k"),

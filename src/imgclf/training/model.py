@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 from imgclf.backbones import BackboneSpec, get_spec
 from imgclf.errors import ImgclfError
@@ -209,6 +210,35 @@ class Network:
     def trainable_weight_count(self) -> int:
         """Number of scalars that the optimizer will update."""
         return int(sum(int(w.numpy().size) for w in self.model.trainable_weights))
+
+
+def fold_temperature(model: keras.Model, temperature: float) -> bool:
+    """Put a calibration temperature into the graph: the final softmax Dense layer's kernel and
+    bias are divided by T, since softmax((xW + b) / T) = softmax(x(W/T) + b/T). The model then
+    returns calibrated probabilities by itself, in any format it is converted to, outside imgclf.
+
+    Args:
+        model: an imgclf model (nested ``head`` ending in a softmax Dense ``predictions``);
+            changed in place, so pass a copy (e.g. freshly loaded) rather than the run's model.
+        temperature: T > 0, fitted on validation (imgclf.evaluation.calibration).
+
+    Returns:
+        True when folded; False (model unchanged) when T is 1 or the model has no such layer.
+
+    Example:
+        >>> fold_temperature(load_keras_model("runs/fashion/model.keras"), 1.31)
+        True
+    """
+    try:
+        dense = model.get_layer("head").get_layer("predictions")
+    except (ValueError, AttributeError):
+        return False
+    if temperature == 1.0 or not isinstance(dense, keras.layers.Dense) or \
+            getattr(dense.activation, "__name__", "") != "softmax" or not dense.use_bias:
+        return False
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel / np.float32(temperature), bias / np.float32(temperature)])
+    return True
 
 
 def choose_image_size(requested: int, spec: BackboneSpec, report, least: int = 96) -> int:

@@ -33,7 +33,7 @@ class ExportJob:
     record: dict  # the imgclf record: format, image size, class names, input...
     class_names: list[str]
     calibration: np.ndarray | None  # uint8 training images, for formats with calibrated=True
-    source: Path  # the run's model.keras
+    source: Path | None  # the run's model.keras; None when ``model`` differs from it (temperature folded in)
 
 
 @dataclass(frozen=True)

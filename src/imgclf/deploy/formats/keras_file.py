@@ -15,7 +15,10 @@ from imgclf.runtime import KerasRuntime
 
 
 def _convert(job: ExportJob) -> None:
-    shutil.copyfile(job.source, job.path)
+    if job.source is None:  # the model was changed (temperature folded in): save it
+        job.model.save(job.path)
+    else:
+        shutil.copyfile(job.source, job.path)
 
 
 def _open(path: Path, num_threads: int | None) -> KerasRuntime:
