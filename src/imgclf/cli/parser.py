@@ -46,8 +46,8 @@ def _add_train(sub, common) -> None:
     p.add_argument("--config", help="YAML config file; flags override it")
     p.add_argument("--budget", metavar="DURATION",
                    help="time for the whole run, e.g. 90s, 10m, 1h: the input size, depth, views and epochs "
-                        "you leave open are planned to fit it (default: 60 s + 8.5 ms per training image, "
-                        "more for large images)")
+                        "you leave open are planned to fit it (default: what the former fixed recipe is "
+                        "expected to take on this machine, measured by the probe)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--fine-tune-layers", type=int, help="unfreeze the top N weighted layers of the base")
     group.add_argument("--fine-tune-blocks", type=int, help="unfreeze the top K blocks of the base (default: planned)")
