@@ -1,0 +1,122 @@
+"""Shards between workers: each worker computes its own shard of an array, an all-gather gives
+every worker the whole array.
+
+The sharded feature cache and the sharded evaluation use it (issue 19, design (b): shards are
+exchanged). With R workers, worker r runs the frozen part of the network only on its shard of
+whole batches of each split (and of each augmented view), then the shards are all-gathered
+through the strategy's collectives (``ReplicaContext.all_gather``, over the same gRPC links as
+the gradients), so every worker ends with the cache one process would have built, row for row.
+Time scales with 1/R, memory does not; the training that follows is then exactly today's: every
+worker builds the same global batches and each replica trains on its rows of them, the same
+trajectory as one process. The other design, each worker keeping only its shard and drawing its
+part of every global batch from it, would also divide memory by R but change which images meet
+in a batch (and so the trajectory) with R; the cache of one view is a few MB per thousand images
+at the sizes imgclf plans (96-160 px), so memory is not what stops a run first (see the README's
+cost model), and keeping one trajectory for every R keeps resumption and tests exact.
+
+Shards are whole batches (``batch_span``): the batches each worker runs are the very batches one
+process runs, so a batch-dependent kernel or a per-batch augmentation draw gives the same rows.
+
+Example:
+    >>> shards = WorkerShards(cluster, strategy)
+    >>> start, stop = shards.span(900, batch_size=64)      # worker 1 of 2: (448, 900)
+    >>> out[start:stop] = compute(images[start:stop]); shards.fill(out, batch_size=64)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from imgclf.data.shards import bounds
+
+CHUNK_BYTES = 64 * 2**20  # rows per all-gather round: well under gRPC's message limits
+
+
+def batch_span(index: int, count: int, n: int, batch_size: int = 1) -> tuple[int, int]:
+    """(start, stop) of shard ``index`` of ``count`` of ``n`` rows cut at whole batches of
+    ``batch_size``: the batches are split as data.shards splits items, the last one may be short.
+
+    Example:
+        >>> [batch_span(r, 2, 900, 64) for r in range(2)]
+        [(0, 448), (448, 900)]
+    """
+    first, last = bounds(index, count, math.ceil(n / batch_size))
+    return min(n, first * batch_size), min(n, last * batch_size)
+
+
+class WorkerShards:
+    """This worker's shard of every split and the exchange of shards; one process is shard 0 of 1
+    and exchanges nothing.
+
+    Args:
+        cluster: imgclf.training.distribute.Cluster (its index and size).
+        strategy: the tf.distribute strategy the cluster runs (None for one process).
+
+    Every worker must make the same calls in the same order: each exchange is a collective.
+    """
+
+    def __init__(self, cluster=None, strategy=None):
+        self.index = cluster.index if cluster is not None else 0
+        self.count = cluster.size if cluster is not None else 1
+        self.strategy = strategy
+
+    def span(self, n: int, batch_size: int = 1) -> tuple[int, int]:
+        """This worker's rows of a split of ``n``."""
+        return batch_span(self.index, self.count, n, batch_size)
+
+    def fill(self, out: np.ndarray, batch_size: int = 1) -> float:
+        """Complete ``out`` (rows along axis 0), whose own span this worker has filled, with
+        every other worker's span; returns the bytes received. A no-op for one process."""
+        if self.count == 1 or not len(out):
+            return 0
+        spans = [batch_span(r, self.count, len(out), batch_size) for r in range(self.count)]
+        row_bytes = max(1, out[:1].nbytes)
+        step = max(1, CHUNK_BYTES // (row_bytes * self.count))
+        rounds = math.ceil(max(stop - start for start, stop in spans) / step)
+        start, stop = spans[self.index]
+        received = 0
+        for c in range(rounds):
+            mine = np.ascontiguousarray(out[min(stop, start + c * step):min(stop, start + (c + 1) * step)])
+            whole = self._all_gather(mine)
+            at = 0
+            for r, (s, e) in enumerate(spans):
+                lo, hi = min(e, s + c * step), min(e, s + (c + 1) * step)
+                if r != self.index:
+                    out[lo:hi] = whole[at:at + hi - lo]
+                    received += whole[at:at + hi - lo].nbytes
+                at += hi - lo
+        return received
+
+    def predict(self, predict, images, batch_size: int = 64) -> np.ndarray:
+        """``predict(images)`` with each worker computing its span only, then exchanged: every
+        worker gets all rows, in order.
+
+        Example:
+            >>> probs = shards.predict(cached.predict, test_images)
+        """
+        start, stop = self.span(len(images), batch_size)
+        mine = predict(images[start:stop])
+        if self.count == 1:
+            return mine
+        out = np.empty((len(images),) + mine.shape[1:], mine.dtype)
+        out[start:stop] = mine
+        self.fill(out, batch_size)
+        return out
+
+    def _all_gather(self, local: np.ndarray) -> np.ndarray:
+        """The concatenation, in worker order, of every worker's ``local`` (sizes may differ,
+        empty included). With several replicas on one worker only its first contributes."""
+        import tensorflow as tf
+        strategy = self.strategy
+        per_worker = max(1, strategy.num_replicas_in_sync // self.count)
+        empty = local[:0]
+
+        def value(ctx):
+            return tf.constant(local if ctx.replica_id_in_sync_group % per_worker == 0 else empty)
+
+        def gather(x):
+            return tf.distribute.get_replica_context().all_gather(x, axis=0)
+
+        values = strategy.experimental_distribute_values_from_function(value)
+        return strategy.experimental_local_results(strategy.run(gather, args=(values,)))[0].numpy()
