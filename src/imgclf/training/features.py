@@ -194,9 +194,9 @@ class CachedData:
         self.stats["runtime"] = self.runtime
         start = time.perf_counter()
         self._build(train[0], val[0])
-        exchanged, arrays = time.perf_counter(), [self.feats, self.val_feats] + (
-            [self.acts, self.val_acts] if cfg.train.fine_tune_epochs else [])  # every worker's shards, to all
-        received = sum(self.shards.fill(array[v], BATCH) for array in arrays for v in range(array.shape[0]))
+        exchanged, tuned = time.perf_counter(), cfg.train.fine_tune_epochs  # every worker's shards, to all
+        received = sum(self.shards.fill(arrays, BATCH, axis=1) for arrays in (
+            [self.feats] + ([self.acts] if tuned else []), [self.val_feats] + ([self.val_acts] if tuned else [])))
         self.stats["cache_seconds"] = round(time.perf_counter() - start, 2)
         if self.shards.count > 1:
             self.stats["cache_exchange_seconds"] = round(time.perf_counter() - exchanged, 2)
