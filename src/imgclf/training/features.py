@@ -7,7 +7,8 @@ training image is pushed through the frozen part once per *view* (view 0 unaugme
 below the first unfrozen block, and the pooled features the head sees. Epoch e trains on view
 e mod K. The trained layers are the classifier's own (sub-models share them), so the result is
 the same Keras model as the plain path and saves, evaluates and exports the same way; its test
-predictions reuse the compiled frozen part (``CachedData.predict``).
+predictions reuse the compiled frozen part (``CachedData.predict``). Under several workers each
+caches its shard and all are exchanged (training.exchange: every worker ends with this cache).
 
 Example:
     >>> data = CachedData(net, cfg, (images, labels), (val_images, val_labels), Path("runs/a/cache"))
@@ -231,9 +232,8 @@ class CachedData:
             self.val_acts = self._alloc("val_activations", (1, len(val_images)) + shape)
             self.frozen = bottom
             to_acts = self.forward = compile_forward(bottom, self.runtime)
-            # the top is frozen too while the features are made, so the same runtime serves: LiteRT
-            # ran the 7-block top 1.5x as fast as TensorFlow (96 px; 128 -> 96 s of caching for
-            # the full Fashion-MNIST)
+            # the top is frozen too while the features are made, so the same runtime serves: LiteRT ran
+            # the 7-block top 1.5x as fast as TensorFlow (96 px; 128 -> 96 s of caching, full Fashion-MNIST)
             acts_in = keras.Input(shape, name="activations")
             to_features = compile_forward(keras.Model(acts_in, pool(self.top(acts_in))), self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
