@@ -125,7 +125,7 @@ def phase_data_for(job: Job, arrays: dict, cache_dir: Path, verbose: bool, deadl
                 print(f"feature cache: {s['views']} views, {s['cache_mb']:.0f} MB "
                       f"({s['cache_mb_on_disk']:.0f} MB on disk), built in {s['cache_seconds']:.1f} s"
                       + (f" (this worker's shard: {s['cache_rows_built']} rows; {s['cache_mb_received']:.0f} MB "
-                         f"from the others)" if "cache_mb_received" in s else ""))
+                         f"from the others in {s['cache_exchange_seconds']:.1f} s)" if "cache_mb_received" in s else ""))
             return data, data.stats
     n, batch = job.dataset.num_classes, cfg.data.batch_size
     train = data_mod.epoch_batches(arrays["train"], labels["train"], n, batch, seed=cfg.seed,
