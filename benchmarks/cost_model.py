@@ -9,9 +9,13 @@ stage's seconds come from the planner's expected_stages, then split per worker:
 
 - today (issue 7): every worker decodes everything, caches every view and predicts the whole
   test set; only the steps (head and fine-tuning epochs) are divided by R;
-- sharded (issue 19's design): decoding, the cache, validation and the test set are divided by R
-  too; the steps are divided by R and pay a gradient all-reduce per step (a ring: 2(R-1)/R of
-  the trainable weights over the network, plus 2(R-1) latencies).
+- built (issue 19, as built: the cache sharded and exchanged): the cache, validation and the
+  test set are divided by R, decoding is not (every worker decodes photo-sized images), each
+  worker receives the others' (R-1)/R of the cache over the network, and holds all of it;
+- sharded (each worker keeping only its shard, not built): decoding, the cache, validation and
+  the test set are divided by R, and so is the memory.
+In both the steps are divided by R and pay a gradient all-reduce per step (a ring: 2(R-1)/R of
+the trainable weights over the network, plus 2(R-1) latencies).
 
 Assumptions (change them with the flags): 10 Gbit/s between machines, 50 us latency a hop, a
 per-worker batch of 32 (global batch 32R: raise --batch-size with the workers), float16 caches,
@@ -99,7 +103,9 @@ def rows(costs, net, size: int, args):
             train = (st["head"] + st["fine_tune"]) / r
             today = {"data": st["load"] + st["cache"], "steps": train + ring, "test": st["predict"]}
             sharded = {"data": (st["load"] + st["cache"]) / r, "steps": train + ring, "test": st["predict"] / r}
-            yield dict(n=n, size=size, r=r, recipe=recipe, fixed=st["fixed"], today=today, sharded=sharded,
+            exchange = cached * (r - 1) / r / (args.gbit * 1.25e8)
+            built = {**sharded, "data": st["load"] + st["cache"] / r + exchange}
+            yield dict(n=n, size=size, r=r, recipe=recipe, fixed=st["fixed"], today=today, sharded=sharded, built=built,
                        mem_today=(cached + decoded) / 1e9, mem_sharded=(cached + decoded) / r / 1e9,
                        ring=ring, steps=per_epoch)
 
@@ -126,16 +132,17 @@ def main() -> None:
     print(f"\nnetwork {args.gbit:g} Gbit/s, {args.latency_us:g} us a hop; per-worker batch 32; "
           f"wall = fixed + data (decode + cache) + steps + test; memory = decoded images + cache")
     print("| images | px | recipe (blocks, views, epochs) | workers | steps an epoch | today: wall / memory per worker "
-          "| sharded: wall / memory per worker | all-reduce | largest part (sharded) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| built: wall / memory per worker | sharded: wall / memory per worker | all-reduce | largest part (built) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size, (c, net) in measured.items():
         for row in rows(c, net, size, args):
-            rec, today, sharded = row["recipe"], row["today"], row["sharded"]
-            worst = max(sharded, key=sharded.get)
+            rec, today, sharded, built = row["recipe"], row["today"], row["sharded"], row["built"]
+            worst = max(built, key=built.get)
             print(f"| {row['n']:,} | {size} | {rec.fine_tune_blocks}, {rec.views}, {rec.epochs}+{rec.fine_tune_epochs} "
                   f"({rec.runtime}) | {row['r']} | {row['steps']:,} | {_t(row['fixed'] + sum(today.values()))} / {row['mem_today']:.1f} GB "
+                  f"| {_t(row['fixed'] + sum(built.values()))} / {row['mem_today']:.1f} GB "
                   f"| {_t(row['fixed'] + sum(sharded.values()))} / {row['mem_sharded']:.2f} GB | {_t(row['ring'])} "
-                  f"| {worst} ({_t(sharded[worst])}) |")
+                  f"| {worst} ({_t(built[worst])}) |")
 
 
 if __name__ == "__main__":

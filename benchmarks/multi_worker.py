@@ -2,16 +2,18 @@
 
 Each configuration runs ``imgclf train`` on the same data with the same global batch, seed and
 epoch budget (early stopping off), one after the other in one run:
-- one process, using every core;
-- N workers (MultiWorkerMirroredStrategy over 127.0.0.1), each pinned with ``taskset`` to its
-  own share of the cores, so the workers do not fight over them.
-It prints wall time, training seconds per phase (from history.csv; the first epoch of each phase
-includes tracing and is reported apart), test accuracy, and the speed-up of the steady epochs.
-On one 2-core machine, N workers split the same cores, so expect little; the point here is that
-the same command scales across machines.
+- one process, pinned with ``taskset`` to the cores of one worker (``--single-cores 1``, the
+  default: one core on a 2-core machine), or using every core (``--single-cores 0``);
+- N workers (MultiWorkerMirroredStrategy over 127.0.0.1), each pinned to its own share of the
+  cores, so the workers do not fight over them.
+It prints wall time, the feature cache's wall (run.json's cache_seconds: the chief's, which
+includes waiting for the other workers' shards and the exchange), training seconds per phase
+(from history.csv; the first epoch of each phase includes tracing and is reported apart), the
+test evaluation's seconds, test accuracy, the CPU seconds all processes used (the machine may be
+shared: CPU over wall says how much of a core each got), and the ratios N workers / one process.
 
 Example:
-    python benchmarks/multi_worker.py --workers 2 --plain --epochs 3 --fine-tune-epochs 2
+    python benchmarks/multi_worker.py --workers 2 --epochs 3 --fine-tune-epochs 2
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
              "--fine-tune-epochs", str(args.fine_tune_epochs), "--batch-size", str(args.batch_size),
              "--patience", "1000", "--seed", str(args.seed)] + (["--plain"] if args.plain else [])
     workers = loopback_workers(n) if n > 1 else ""
-    procs, logs, pins = [], [], cpu_sets(n)
+    procs, logs = [], []
+    pins = cpu_sets(n) if n > 1 else [cpu_sets(args.workers)[0] if args.single_cores else None]
     start = time.perf_counter()
     for i, cpus in enumerate(pins):
         cmd = [sys.executable, "-m", "imgclf", *flags] + (["--workers", workers, "--worker-index", str(i)]
@@ -57,8 +60,12 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
         log = open(runs / f"{name}-{i}.log", "w")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
         logs.append(log)
-    codes = [p.wait() for p in procs]
+    waited = [os.wait4(p.pid, 0) for p in procs]  # each process's own CPU time (taskset execs it: same pid)
     wall = time.perf_counter() - start
+    codes = [os.waitstatus_to_exitcode(status) for _, status, _ in waited]
+    for p, code in zip(procs, codes):
+        p.returncode = code
+    each = [round(usage.ru_utime + usage.ru_stime, 1) for _, _, usage in waited]
     for log in logs:
         log.close()
     if any(codes):
@@ -68,7 +75,10 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
     info = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     out = {"workers": n, "pinned": pins, "wall_s": round(wall, 1), "accuracy": metrics["accuracy"],
-           "strategy": info.get("strategy"), "replicas": info.get("replicas"), "path": info.get("path")}
+           "strategy": info.get("strategy"), "replicas": info.get("replicas"), "path": info.get("path"),
+           "cpu_s": round(sum(each), 1), "cpu_s_each": each, "cache_s": info.get("cache_seconds"), "views": info.get("views"),
+           "exchange_s": info.get("cache_exchange_seconds"), "eval_s": info.get("eval_seconds"),
+           "train_s": round(sum(float(r["seconds"]) for r in rows), 1)}
     for phase in ("head", "fine_tune"):
         secs = [float(r["seconds"]) for r in rows if r["phase"] == phase]
         out[f"{phase}_first_s"] = round(secs[0], 2) if secs else None
@@ -86,28 +96,35 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=32, help="the global batch, the same for every configuration")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--plain", action="store_true", help="the plain path (the whole network every epoch)")
+    p.add_argument("--single-cores", type=int, choices=(0, 1), default=1,
+                   help="1: pin the one process to worker 0's cores (the issue's comparison); 0: every core")
     p.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "imgclf-bench-data")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     data = prepare_data(args.dataset, args.data_dir, 0.1, args.seed)
-    runs = Path(tempfile.mkdtemp(prefix="imgclf-mw-"))
+    runs, load = Path(tempfile.mkdtemp(prefix="imgclf-mw-")), os.getloadavg()
     results = [run(n, data, runs, f"w{n}", args) for n in (1, args.workers)]
     one, many = results
     print(f"{args.dataset}, {args.image_size} px, {'plain' if args.plain else 'cached'} path, global batch "
           f"{args.batch_size}, {args.epochs}+{args.fine_tune_epochs} epochs, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print("| workers | cores each | strategy | wall s | head epoch 1 s | head steady s/epoch | "
-          "fine-tune epoch 1 s | fine-tune steady s/epoch | test accuracy |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"load average at the start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at the end "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print("| workers | cores each | strategy | wall s | CPU s (each process) | cache s (exchange s) | train s | head epoch 1 s | "
+          "head steady s/epoch | fine-tune epoch 1 s | fine-tune steady s/epoch | test eval s | test accuracy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         cores = len(r["pinned"][0].split(",")) if r["pinned"][0] else os.cpu_count()
-        print(f"| {r['workers']} | {cores} | {r['strategy']} ({r['replicas']}) | {r['wall_s']} | {r['head_first_s']} | "
-              f"{r['head_steady_s']} | {r['fine_tune_first_s']} | {r['fine_tune_steady_s']} | {r['accuracy']:.4f} |")
+        print(f"| {r['workers']} | {cores} | {r['strategy']} ({r['replicas']}) | {r['wall_s']} | "
+              f"{' + '.join(map(str, r['cpu_s_each']))} | "
+              f"{r['cache_s']} ({r['exchange_s']}) | {r['train_s']} | {r['head_first_s']} | {r['head_steady_s']} | "
+              f"{r['fine_tune_first_s']} | {r['fine_tune_steady_s']} | {r['eval_s']} | {r['accuracy']:.4f} |")
+    if one["cache_s"] and many["cache_s"]:
+        print(f"cache-building wall, {args.workers} workers / one process: {many['cache_s'] / one['cache_s']:.2f}x")
+    print(f"whole-run wall, {args.workers} workers / one process: {many['wall_s'] / one['wall_s']:.2f}x")
     for phase in ("head", "fine_tune"):
         if one[f"{phase}_steady_s"] and many[f"{phase}_steady_s"]:
             print(f"{phase} steady-epoch speed-up of {args.workers} workers: "
                   f"{one[f'{phase}_steady_s'] / many[f'{phase}_steady_s']:.2f}x")
-    print(f"wall-time speed-up: {one['wall_s'] / many['wall_s']:.2f}x")
     shutil.rmtree(runs, ignore_errors=True)
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
     if args.out:

@@ -95,7 +95,8 @@ cfg = resolve_config(data, None, runs_dir=runs, name="mw", image_size=32, epochs
                      val_fraction=0.2, test_fraction=0.2, **json.loads(extra))
 result = run_training(cfg, verbose=False, cluster=cluster)
 np.savez(out, *result.model.get_weights())
-print(json.dumps({"run_dir": str(result.run_dir), "losses": [r["loss"] for r in result.history]}))
+print(json.dumps({"run_dir": str(result.run_dir), "losses": [r["loss"] for r in result.history],
+                  "val": [[r["val_loss"], r["val_accuracy"]] for r in result.history]}))
 """
 
 
@@ -128,6 +129,7 @@ def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
     for key in w0.files:  # data-parallel replicas end bit-identical
         np.testing.assert_array_equal(w0[key], w1[key])
     assert chief["losses"] == other["losses"]
+    assert chief["val"] == other["val"]  # all-reduced: early stopping sees the same numbers on both
 
     single, _ = _finish(_worker("", 0, tmp_path / "single.npz", tmp_path / "digits", tmp_path / "runs1", extra))
     np.testing.assert_allclose(chief["losses"], single["losses"], rtol=1e-4)  # same global batch
@@ -174,3 +176,49 @@ def test_worker_killed_then_every_worker_resumes_from_the_chief_checkpoint(clean
     assert "the chief (worker 0) wrote the run" in outs[1][0]
     epochs = [int(line.split(",")[1]) for line in history.read_text().splitlines()[1:]]
     assert epochs == list(range(1, 10)) and (runs / "k" / "COMPLETE").is_file()
+
+
+# A worker process: build the feature cache alone (synthetic images: 150 train, 70 val, 32 px),
+# its own shard under the cluster, then exchanged; save every cache array and the stats.
+CACHE_WORKER = """
+import sys, json, dataclasses, numpy as np
+from pathlib import Path
+from imgclf.training.distribute import configure_cluster, make_strategy
+workers, index, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cluster = configure_cluster(workers.split(",") if workers else None, index if workers else None)
+strategy = make_strategy(cluster)  # before any TensorFlow op
+from imgclf.config import RunConfig, TrainConfig
+from imgclf.training.exchange import WorkerShards
+from imgclf.training.features import CachedData
+from imgclf.training.model import build_network
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 255, (220, 32, 32, 3)).astype(np.uint8), np.arange(220) % 3
+cfg = dataclasses.replace(RunConfig(), train=TrainConfig(epochs=3, fine_tune_epochs=1, views=3, fine_tune_blocks=2))
+with strategy.scope():
+    net = build_network("efficientnet_lite0", 3, 32, seed=0)
+data = CachedData(net, cfg, (images[:150], labels[:150]), (images[150:], labels[150:]), Path(out + ".d"),
+                  shards=WorkerShards(cluster, strategy))
+probs = data.predict(images[150:])
+np.savez(out, feats=data.feats, val_feats=data.val_feats, acts=data.acts, val_acts=data.val_acts, probs=probs)
+print(json.dumps(data.stats))
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_each_cache_their_shard_and_the_exchanged_cache_is_one_process_s(clean_env, tmp_path):
+    workers = loopback_workers(2)
+    procs = [subprocess.Popen([sys.executable, "-c", CACHE_WORKER, workers, str(i), str(tmp_path / f"w{i}.npz")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    stats = [_finish(p)[0] for p in procs]
+    single, _ = _finish(subprocess.Popen([sys.executable, "-c", CACHE_WORKER, "", "0", str(tmp_path / "one.npz")],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # 150 train rows are batches [0, 64) | [64, 150), 70 val rows [0, 64) | [64, 70); 3 views
+    assert [s["cache_rows_built"] for s in stats] == [3 * 64 + 64, 3 * 86 + 6]
+    assert single["cache_rows_built"] == 3 * 150 + 70 and "cache_mb_received" not in single
+    assert all(s["cache_mb_received"] > 0 for s in stats)
+    one, w0, w1 = (np.load(tmp_path / f"{name}.npz") for name in ("one", "w0", "w1"))
+    for key in one.files:  # every worker holds the cache (and the predictions) one process makes
+        assert w0[key].shape == one[key].shape
+        np.testing.assert_array_equal(w0[key], one[key], err_msg=key)
+        np.testing.assert_array_equal(w1[key], one[key], err_msg=key)
+    assert not np.array_equal(one["feats"][1], one["feats"][2])  # augmented views differ

@@ -171,18 +171,43 @@ def test_runtime_choice():
     assert choose_runtime("tf", 50_000) == "tf"
 
 
-def test_views_are_the_augmenters_own_draws():
-    from imgclf.data.augment import build_augmenter
+def test_views_are_the_augmenters_own_draws_seeded_by_view_and_batch():
+    from imgclf.data.augment import build_augmenter, reseed
     from imgclf.config import AugmentConfig
     from imgclf.training.features import run_views
     images = _arrays(10)[0]
     out = np.empty((3, 10, SIZE, SIZE, 3), np.float32)
     run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), out, batch_size=4)
     eager = build_augmenter(AugmentConfig(), 5)  # the same seed, called batch by batch
-    expected = [images.astype(np.float32)] + [
-        np.concatenate([eager(images[i:i + 4].astype(np.float32), training=True) for i in (0, 4, 8)])
-        for _ in range(2)]
+
+    def batch(v, b):  # batch b of view v draws as the seed state (seed, key) of its own says
+        reseed(eager, v * 3 + b)
+        return eager(images[4 * b:4 * b + 4].astype(np.float32), training=True)
+    expected = [images.astype(np.float32)] + [np.concatenate([batch(v, b) for b in range(3)]) for v in (1, 2)]
     np.testing.assert_array_equal(out, np.stack(expected))
+    assert not np.array_equal(out[1], out[2])  # the views differ
+
+
+def test_shards_of_whole_batches_make_the_rows_of_one_pass():
+    """Each worker's span of whole batches, run alone (a fresh augmenter, as in another
+    process), gives exactly its rows of the single pass: what the exchanged cache relies on."""
+    from imgclf.data.augment import build_augmenter
+    from imgclf.config import AugmentConfig
+    from imgclf.training.exchange import batch_span
+    from imgclf.training.features import run_views
+    images = _arrays(11)[0]
+    whole = np.empty((3, 11, SIZE, SIZE, 3), np.float32)
+    run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), whole, batch_size=4)
+    assert [batch_span(r, 2, 11, 4) for r in range(2)] == [(0, 4), (4, 11)]
+    assert [batch_span(r, 3, 11, 4) for r in range(3)] == [(0, 4), (4, 8), (8, 11)]
+    assert [batch_span(r, 4, 5, 4) for r in range(4)] == [(0, 0), (0, 4), (4, 4), (4, 5)]  # more workers than batches
+    for count in (2, 3):
+        spans = [batch_span(r, count, 11, 4) for r in range(count)]
+        assert [i for s, e in spans for i in range(s, e)] == list(range(11))  # every row once, in order
+        merged = np.full_like(whole, np.nan)
+        for span in spans:
+            run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), merged, batch_size=4, span=span)
+        np.testing.assert_array_equal(merged, whole)
 
 
 def test_views_are_chosen_by_training_set_size(tmp_path):

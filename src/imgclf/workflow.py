@@ -161,19 +161,21 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     from imgclf.training.distribute import lost_peers
     from imgclf.training.history import HistoryWriter
     from imgclf.training.phases import fit_two_phase
+    from imgclf.training.prepare import load_split_images, phase_data_for
     cfg, dataset, started = job.cfg, job.dataset, time.time()
-    arrays = _load_split_images(job, record)
-    phase_data, cache_stats = _phase_data(job, arrays, record, verbose, deadline)
+    arrays = load_split_images(job, record)
+    phase_data, cache_stats = phase_data_for(job, arrays, record.cache_dir, verbose, deadline, cluster, strategy)
     weights = (data_mod.class_weights(dataset.labels["train"], dataset.num_classes)
                if cfg.train.class_weights == "balanced" else None)
     with HistoryWriter(record, verbose, resume.rows if resume else []) as log, \
             lost_peers(cluster, record.path if cluster.is_chief else "RUN"):
         history = fit_two_phase(job.net, cfg.train, phase_data, log, weights, checkpoint=record,
                                 resume=resume, strategy=strategy, deadline=deadline)
+    probs = _cached_probs(phase_data, arrays) if cache_stats else None
     if not cluster.is_chief:
         return TrainResult(None, job.net.model, dataset.class_names, history, None)
     record.save_model(job.net.model)
-    evaluation, calibration = _evaluate_test(job, record, arrays, phase_data if cache_stats else None)
+    evaluation, calibration = _evaluate_test(job, record, arrays, probs)
     info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size, "calibration": calibration,
             "backbone": job.net.spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}),
             **({"eval_runtime": evaluation.runtime, "eval_seconds": evaluation.seconds} if evaluation else {}),
@@ -199,49 +201,25 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
         print(f"report: {record.report_path}")
 
 
-def _load_split_images(job: Job, record: RunRecord) -> dict[str, np.ndarray]:
-    """Each split's images at the run's size. A split whose images load_dataset kept decoded
-    (small images) stays so, resized a batch at a time when read (data.ResizedImages: 0.2 GB
-    instead of 1.9 GB for Fashion-MNIST at 96 px); the others are decoded and resized now."""
-    cfg, dataset = job.cfg, job.dataset
-    cache_dir = record.cache_dir if cfg.data.cache == "disk" else None
-    arrays = {split: data_mod.load_images(dataset.paths[split], cfg.data.image_size, max_pixels=cfg.data.max_pixels,
-                                          cache_dir=cache_dir, decoded=dataset.decoded, lazy=True)
-              for split in data_mod.SPLITS}
-    dataset.decoded.clear()
-    return arrays
+def _cached_probs(cached, arrays) -> dict:
+    """The raw probabilities of val and test on the cached path, each worker its shard, gathered
+    on all (so every worker calls this), and the seconds the test split took."""
+    probs = {}
+    for split in ("val", "test"):
+        began = time.perf_counter()
+        if len(arrays[split]):
+            probs[split] = cached.predict(arrays[split])
+        probs[f"{split}_seconds"] = round(time.perf_counter() - began, 2)
+    return probs
 
 
-def _phase_data(job: Job, arrays, record: RunRecord, verbose: bool, deadline=None):
-    """The fast cached path (fewer views if the deadline needs it), else the plain path; cache stats."""
-    from imgclf.training.phases import PlainData
-    cfg, labels = job.cfg, job.dataset.labels
-    if cfg.train.feature_cache:
-        from imgclf.training.features import CachedData
-        try:
-            data = CachedData(job.net, cfg, (arrays["train"], labels["train"]), (arrays["val"], labels["val"]),
-                              record.cache_dir, predict_count=len(arrays["test"]), deadline=deadline)
-        except MemoryError as exc:
-            print(f"imgclf: {exc}; training on the plain path instead")
-        else:
-            if verbose:
-                s = data.stats
-                print(f"feature cache: {s['views']} views, {s['cache_mb']:.0f} MB "
-                      f"({s['cache_mb_on_disk']:.0f} MB on disk), built in {s['cache_seconds']:.1f} s")
-            return data, data.stats
-    n, batch = job.dataset.num_classes, cfg.data.batch_size
-    train = data_mod.epoch_batches(arrays["train"], labels["train"], n, batch, seed=cfg.seed,
-                                   augment=cfg.data.augment)
-    val_ds = data_mod.make_pipeline(arrays["val"], labels["val"], n, batch) if len(arrays["val"]) else None
-    return PlainData(job.net.model, train, val_ds), None
-
-
-def _evaluate_test(job: Job, record: RunRecord, arrays, cached):
+def _evaluate_test(job: Job, record: RunRecord, arrays, probs):
     """Fit the temperature and the abstain thresholds on the validation split, then evaluate the
     calibrated model on the test split (None without one), saved into the run; returns
-    (evaluation, run.json's "calibration"). On the cached path (``cached``: features.CachedData)
-    the frozen part runs on the compiled forward the caches used, the rest as a tf.function;
-    otherwise the Classifier's Keras model, as ``imgclf evaluate`` does.
+    (evaluation, run.json's "calibration"). On the cached path ``probs`` holds the raw
+    probabilities of val and test (features.CachedData.predict: the frozen part on the compiled
+    forward the caches used, the rest as a tf.function, each worker its shard); otherwise the
+    Classifier's Keras model predicts, as ``imgclf evaluate`` does.
     """
     from imgclf.deploy.predict import Classifier
     from imgclf.evaluation import evaluate_on, save_evaluation
@@ -250,16 +228,18 @@ def _evaluate_test(job: Job, record: RunRecord, arrays, cached):
     cfg, images, labels = job.cfg, arrays["test"], job.dataset.labels
     clf = Classifier(job.net.model, job.dataset.class_names, cfg.data.image_size, record.path, cfg.data.max_pixels)
     predict, runtime, val_probs = None, None, None
-    if cached:
-        predict, runtime = cached.predict, choose_runtime(cfg.train.runtime, len(images)) + "+tf"
+    if probs is not None:
+        predict, runtime = (lambda _: probs["test"]), choose_runtime(cfg.train.runtime, len(images)) + "+tf"
     if len(arrays["val"]):  # validation only: the test split never touches the temperature
-        raw = (predict or clf.predict_arrays)(arrays["val"])
+        raw = probs["val"] if probs is not None else clf.predict_arrays(arrays["val"])
         clf.temperature = fit_temperature(raw, labels["val"])
         val_probs = temper(raw, clf.temperature)
     calibration = {"temperature": clf.temperature, "fitted_on": "val", "val_images": len(arrays["val"])}
     if not len(images):
         return None, calibration
     evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=predict, runtime=runtime)
+    if probs is not None:  # the predictions themselves were made before, by every worker
+        evaluation.seconds = round(evaluation.seconds + probs["test_seconds"], 2)
     save_evaluation(evaluation, images, record, model=job.net.model)
     if val_probs is not None:  # chosen on validation; the test columns are only reported
         calibration["thresholds"] = abstain_thresholds(val_probs, labels["val"], evaluation.probs, evaluation.labels)

@@ -12,6 +12,17 @@ and divided by the global B; the optimizer all-reduces (sums) the gradients. Not
 ``data.batch_size`` is the global batch and ``train.lr`` the rate for it, whatever the number of
 replicas. Only the chief (worker 0) writes the run directory.
 
+The one-off work is sharded too (imgclf.training.exchange): worker r runs the frozen part of the
+network on its shard of whole batches of the training images (each cached view), of validation
+and of test only, and the shards are all-gathered through this strategy's collectives. Every
+worker then holds the feature cache, and the validation and test probabilities, that one
+process computes, bit for bit (design (b) of issue 19: time 1/R, memory not). That keeps the
+promise above: the same global batches, the same trajectory as one process, for any R, so a
+resumed run and the tests stay exact. Validation metrics are sums all-reduced over the replicas,
+so early stopping and the schedule see the same numbers on every worker; a multi-worker run is
+not planned (no worker's own clock decides the recipe or the views), and the chief scores the
+gathered test probabilities for the report.
+
 Example:
     >>> cluster = configure_cluster(["10.0.0.1:2222", "10.0.0.2:2222"], 0)
     >>> strategy = make_strategy(cluster)

@@ -7,7 +7,8 @@ training image is pushed through the frozen part once per *view* (view 0 unaugme
 below the first unfrozen block, and the pooled features the head sees. Epoch e trains on view
 e mod K. The trained layers are the classifier's own (sub-models share them), so the result is
 the same Keras model as the plain path and saves, evaluates and exports the same way; its test
-predictions reuse the compiled frozen part (``CachedData.predict``).
+predictions reuse the compiled frozen part (``CachedData.predict``). Under several workers each
+caches its shard and all are exchanged (training.exchange: every worker ends with this cache).
 
 Example:
     >>> data = CachedData(net, cfg, (images, labels), (val_images, val_labels), Path("runs/a/cache"))
@@ -25,6 +26,8 @@ import numpy as np
 from imgclf.config import RunConfig
 from imgclf.runtime.forward import choose_runtime, compile_forward
 from imgclf.training.model import Network
+
+BATCH = 64  # images per forward pass while caching; the shards are whole batches of it
 
 
 def choose_views(requested: int, count: int, epochs: int = 64) -> int:
@@ -89,19 +92,19 @@ def pooled_model(net: Network):
 
 
 def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64,
-              after=None, more=None) -> int:
+              after=None, more=None, span: tuple[int, int] | None = None) -> int:
     """Fill ``out[v, i]`` with ``fn(view v of image i)``; view 0 is the image itself.
 
     Args:
-        fn: a compiled function from float32 0-255 image batches to outputs.
-        images: uint8 (N, S, S, 3).
-        views: number of views K; out has shape (K, N, ...).
+        fn, images, views, out: a compiled function from float32 0-255 image batches to outputs;
+            uint8 (N, S, S, 3); the number of views K; the (K, N, ...) array to fill.
         augmenter: a Keras augmentation model for views 1..K-1, or None (then all views equal).
-        out: the array to fill.
         batch_size: images per forward pass.
         after: ``after(v)`` once view v is filled (the features pass over its activations).
         more: ``more(v, seconds_per_view) -> bool``, asked before every view after the first;
             False stops there (a deadline that one more view would overrun).
+        span: only rows [start, stop) (a worker's shard of whole batches; exchange.batch_span);
+            None: all rows.
 
     Returns:
         The number of views made (K unless ``more`` stopped it).
@@ -109,16 +112,24 @@ def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, ba
     augment = None
     if augmenter is not None and views > 1:
         import tensorflow as tf
-        # same draws as calling it eagerly (its seed state advances alike), ~1.4x faster
-        augment = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
+
+        from imgclf.data.augment import reseed
+        # a tf.function: ~1.4x faster than calling it eagerly
+        call = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
+
+        def augment(x, key):  # draws that depend on the seed, view and batch alone: a worker's
+            reseed(augmenter, key)  # shard gets the rows one process makes
+            return call(x)
+    first, last = span or (0, len(images))
+    batches = math.ceil(len(images) / batch_size)
     began = time.perf_counter()
     for v in range(views):
         if v and more is not None and not more(v, (time.perf_counter() - began) / v):
             return v
-        for start in range(0, len(images), batch_size):
-            x = np.asarray(images[start:start + batch_size], np.float32)
+        for start in range(first, last, batch_size):
+            x = np.asarray(images[start:min(last, start + batch_size)], np.float32)
             if v and augment is not None:
-                x = augment(x)
+                x = augment(x, v * batches + start // batch_size)
             out[v, start:start + len(x)] = np.asarray(fn(x))
         if after is not None:
             after(v)
@@ -160,6 +171,9 @@ class CachedData:
             runtime is chosen for the whole job.
         deadline: an imgclf.training.budget.Deadline, or None: fewer views are made when one more
             would leave too little time to train (a machine slower than the probe measured).
+        shards: a multi-worker run's imgclf.training.exchange.WorkerShards, or None: this worker
+            caches its shard of whole batches of each split and view, then all are exchanged, so
+            each holds one process's cache (no deadline then: one clock must not decide for all).
 
     Example:
         >>> data = CachedData(net, cfg, (x, y), (vx, vy), Path("runs/a/cache"))
@@ -168,18 +182,26 @@ class CachedData:
     """
 
     def __init__(self, net: Network, cfg: RunConfig, train, val, cache_dir: Path, predict_count: int = 0,
-                 deadline=None):
+                 deadline=None, shards=None):
+        from imgclf.training.exchange import WorkerShards
         self.net, self.cfg, self.cache_dir, self.deadline = net, cfg, cache_dir, deadline
+        self.shards = shards or WorkerShards()
         self.labels, self.val_labels = train[1], val[1]
         self.num_classes = int(net.head.output_shape[-1])
         self.budget = cfg.train.cache_memory_mb * 2**20
         self.views = choose_views(cfg.train.views, len(train[0]), max(cfg.train.epochs, cfg.train.fine_tune_epochs))
-        self.stats = {"views": self.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0}
+        self.stats = {"views": self.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0, "cache_rows_built": 0}
         self.runtime = choose_runtime(cfg.train.runtime, self.views * len(train[0]) + len(val[0]) + predict_count)
         self.stats["runtime"] = self.runtime
         start = time.perf_counter()
         self._build(train[0], val[0])
+        exchanged, tuned = time.perf_counter(), cfg.train.fine_tune_epochs  # every worker's shards, to all
+        received = sum(self.shards.fill(arrays, BATCH, axis=1) for arrays in (
+            [self.feats] + ([self.acts] if tuned else []), [self.val_feats] + ([self.val_acts] if tuned else [])))
         self.stats["cache_seconds"] = round(time.perf_counter() - start, 2)
+        if self.shards.count > 1:
+            self.stats["cache_exchange_seconds"] = round(time.perf_counter() - exchanged, 2)
+            self.stats["cache_mb_received"] = round(received / 2**20, 1)
 
     def _alloc(self, name: str, shape: tuple) -> np.ndarray:
         array = allocate(shape, self.budget, self.cache_dir / f"{name}.npy")
@@ -199,7 +221,10 @@ class CachedData:
         augmenter = build_augmenter(self.cfg.data.augment, self.cfg.seed)
         pool = self.net.pool
         dim = int(self.net.head.input_shape[-1])
-        more = None if self.deadline is None else (lambda v, view_s: not self.deadline.ends_views(v, views, view_s))
+        more = None if self.deadline is None or self.shards.count > 1 else (
+            lambda v, view_s: not self.deadline.ends_views(v, views, view_s))
+        span, val_span = self.shards.span(len(images), BATCH), self.shards.span(len(val_images), BATCH)
+        self.stats["cache_rows_built"] = views * (span[1] - span[0]) + val_span[1] - val_span[0]
         if t.fine_tune_epochs:
             bottom, self.top = self.net.split_base(layers=t.fine_tune_layers, blocks=t.fine_tune_blocks)
             shape = tuple(bottom.output_shape[1:])
@@ -207,27 +232,27 @@ class CachedData:
             self.val_acts = self._alloc("val_activations", (1, len(val_images)) + shape)
             self.frozen = bottom
             to_acts = self.forward = compile_forward(bottom, self.runtime)
-            # the top is frozen too while the features are made, so the same runtime serves: LiteRT
-            # ran the 7-block top 1.5x as fast as TensorFlow (96 px; 128 -> 96 s of caching for
-            # the full Fashion-MNIST)
+            # the top is frozen too while the features are made, so the same runtime serves: LiteRT ran
+            # the 7-block top 1.5x as fast as TensorFlow (96 px; 128 -> 96 s of caching, full Fashion-MNIST)
             acts_in = keras.Input(shape, name="activations")
             to_features = compile_forward(keras.Model(acts_in, pool(self.top(acts_in))), self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
 
-            def features(acts, feats):
-                return lambda v: run_views(to_features, acts[v], 1, None, feats[v:v + 1])
-            made = run_views(to_acts, images, views, augmenter, self.acts, after=features(self.acts, self.feats),
-                             more=more)
-            run_views(to_acts, val_images, 1, None, self.val_acts, after=features(self.val_acts, self.val_feats))
+            def features(acts, feats, rows):
+                return lambda v: run_views(to_features, acts[v], 1, None, feats[v:v + 1], span=rows)
+            made = run_views(to_acts, images, views, augmenter, self.acts, more=more, span=span,
+                             after=features(self.acts, self.feats, span))
+            run_views(to_acts, val_images, 1, None, self.val_acts, span=val_span,
+                      after=features(self.val_acts, self.val_feats, val_span))
             self.acts = self.acts[:made]
         else:
             self.frozen = pooled_model(self.net)
             to_features = self.forward = compile_forward(self.frozen, self.runtime)
             self.feats = self._alloc("train_features", (views, len(images), dim))
             self.val_feats = self._alloc("val_features", (1, len(val_images), dim))
-            made = run_views(to_features, images, views, augmenter, self.feats, more=more)
-            run_views(to_features, val_images, 1, None, self.val_feats)
+            made = run_views(to_features, images, views, augmenter, self.feats, more=more, span=span)
+            run_views(to_features, val_images, 1, None, self.val_feats, span=val_span)
         self.feats = self.feats[:made]
         if made < views:
             self.views = self.stats["views"] = made
@@ -254,8 +279,8 @@ class CachedData:
         """The trained classifier's probabilities, computed the fast way: the frozen part on the
         compiled forward the caches were built with (LiteRT for large jobs), the rest (the base's
         top, pooling and head; or the head alone) as a tf.function of the model's own layers.
-
-        Call after training: only the layers above the frozen part may have changed.
+        With several workers each computes its shard and all get all rows (every worker calls
+        it, with the same images). Call after training: only layers above the frozen part changed.
 
         Args:
             images: uint8 or float 0-255 RGB (N, S, S, 3).
@@ -270,19 +295,16 @@ class CachedData:
         """
         import tensorflow as tf
         runtime = choose_runtime(self.cfg.train.runtime, len(images))
-        if runtime == self.runtime and (runtime == "tf" or batch_size <= 64):  # sized by _build
-            forward = self.forward
-        else:
-            forward = compile_forward(self.frozen, runtime, batch_size)
-        head = self.net.head
-        if self.cfg.train.fine_tune_epochs:
-            pool = self.net.pool
-            rest = tf.function(lambda a: head(pool(self.top(a, training=False)), training=False),
-                               reduce_retracing=True)
-        else:
-            rest = tf.function(lambda f: head(f, training=False), reduce_retracing=True)
-        out = np.empty((len(images), self.num_classes), np.float32)
-        for start in range(0, len(images), batch_size):
-            x = np.asarray(images[start:start + batch_size], np.float32)
-            out[start:start + len(x)] = rest(forward(x)).numpy()
-        return out
+        sized = runtime == self.runtime and (runtime == "tf" or batch_size <= 64)  # sized by _build
+        forward = self.forward if sized else compile_forward(self.frozen, runtime, batch_size)
+        head, pool, top = self.net.head, self.net.pool, self.top if self.cfg.train.fine_tune_epochs else None
+        rest = tf.function(lambda a: head(pool(top(a, training=False)) if top is not None else a, training=False),
+                           reduce_retracing=True)
+
+        def run(part):
+            out = np.empty((len(part), self.num_classes), np.float32)
+            for start in range(0, len(part), batch_size):
+                x = np.asarray(part[start:start + batch_size], np.float32)
+                out[start:start + len(x)] = rest(forward(x)).numpy()
+            return out
+        return self.shards.predict(run, images, batch_size)

@@ -49,6 +49,9 @@ def _handle(variable):
     return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
+SCORES = ("loss", "accuracy", "top_k_accuracy", "count")  # the sums each step returns
+
+
 class Steps:
     """Compiled train and evaluation steps for one phase (the trainable set is fixed per phase).
 
@@ -68,11 +71,11 @@ class Steps:
             ctx = tf.distribute.get_replica_context()
             total = tf.shape(y)[0]
             start, stop = replica_rows(total, ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync)
-            return step(x[start:stop], y[start:stop], tf.cast(total, tf.float32))
+            scores = step(x[start:stop], y[start:stop], tf.cast(total, tf.float32))
+            return tf.stack([scores[key] for key in SCORES])  # one all-reduce a step, not four
 
-        sums = self.strategy.run(replica, args=(x, y))
-        return {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                for key, value in sums.items()}
+        sums = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(x, y)), axis=None)
+        return {key: sums[i] for i, key in enumerate(SCORES)}
 
     def _weighted_loss(self, y, probs):
         per_example = self.loss_fn(y, probs)

@@ -1,0 +1,91 @@
+"""Shards between workers: spans of whole batches, and the exchange that completes every array.
+
+The all-gather is TensorFlow's (tests/test_distribute.py runs it between two real workers);
+here R simulated workers in threads meet at a barrier and concatenate their pieces, so the
+reassembly (several arrays, rows on any axis, uneven and empty spans, chunked rounds) is
+checked quickly and exactly.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from imgclf.training import exchange
+from imgclf.training.distribute import Cluster
+from imgclf.training.exchange import WorkerShards, batch_span
+
+
+@pytest.mark.parametrize("n, count, batch", [(900, 2, 64), (11, 3, 4), (5, 4, 4), (0, 2, 64), (130, 7, 1)])
+def test_spans_are_whole_batches_covering_every_row_once_in_order(n, count, batch):
+    spans = [batch_span(r, count, n, batch) for r in range(count)]
+    assert [i for s, e in spans for i in range(s, e)] == list(range(n))
+    assert all(s % batch == 0 for s, e in spans if e > s)
+
+
+class _Simulated(WorkerShards):
+    """Worker ``index`` of ``count`` threads; ``_all_gather`` concatenates their pieces in order."""
+
+    def __init__(self, index, count, board):
+        super().__init__(Cluster(tuple(f"h:{i}" for i in range(count)), index))
+        self.board = board
+
+    def _all_gather(self, local):
+        pieces, barrier = self.board
+        pieces[self.index] = local
+        barrier.wait()
+        whole = np.concatenate(list(pieces))
+        barrier.wait()  # nobody overwrites a piece before every worker has read the round
+        return whole
+
+
+def _exchange(count, make, fill):
+    """Each simulated worker fills its span of ``make()``'s arrays with the true values, then
+    exchanges; returns every worker's arrays."""
+    board = ([None] * count, threading.Barrier(count))
+    results, errors = [None] * count, []
+
+    def worker(r):
+        try:
+            shards = _Simulated(r, count, board)
+            results[r] = fill(shards, make())
+        except Exception as exc:  # surfaced below: a thread's exception would vanish
+            errors.append(exc)
+            board[1].abort()
+    threads = [threading.Thread(target=worker, args=(r,)) for r in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_exchange_of_several_caches_with_rows_on_axis_1_gives_everyone_the_whole(count, monkeypatch):
+    monkeypatch.setattr(exchange, "CHUNK_BYTES", 200)  # many rounds, some workers done before others
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(3, 11, 5)).astype(np.float16)
+    acts = rng.normal(size=(3, 11, 2, 2, 3)).astype(np.float16)
+
+    def fill(shards, arrays):
+        start, stop = shards.span(11, 4)
+        for mine, truth in zip(arrays, (feats, acts)):
+            mine[:, start:stop] = truth[:, start:stop]
+        received = shards.fill(arrays, 4, axis=1)
+        return arrays, received
+    for r, (arrays, received) in enumerate(_exchange(count, lambda: [np.full_like(feats, np.nan),
+                                                                     np.full_like(acts, np.nan)], fill)):
+        np.testing.assert_array_equal(arrays[0], feats)
+        np.testing.assert_array_equal(arrays[1], acts)
+        start, stop = batch_span(r, count, 11, 4)
+        assert received == (11 - (stop - start)) * (3 * 5 + 3 * 12) * 2  # float16: the others' rows only
+
+
+def test_sharded_predictions_are_one_process_s():
+    images = np.arange(70 * 2, dtype=np.float32).reshape(70, 2)
+
+    def predict(x):
+        return np.stack([x.sum(1), x.max(1)], axis=1)
+    for probs in _exchange(2, lambda: None, lambda shards, _: shards.predict(predict, images, 64)):
+        np.testing.assert_array_equal(probs, predict(images))
+    assert WorkerShards().fill(np.zeros((4, 2)), 1) == 0  # one process exchanges nothing
