@@ -28,13 +28,13 @@ from imgclf.console import quiet_native_stderr
 
 
 def convert(model, calibration, denylist=()):
+    if not denylist:  # today's export, through the export's own converter
+        from imgclf.runtime.litert import convert_tflite
+        return convert_tflite(model, "int8", calibration)
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
-    if not denylist:
-        from imgclf.runtime.litert import convert_tflite
-        return convert_tflite(model, "int8", calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.inference_input_type = tf.uint8
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(denylist))

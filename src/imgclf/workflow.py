@@ -204,12 +204,11 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
 def _cached_probs(cached, arrays) -> dict:
     """The raw probabilities of val and test on the cached path, each worker its shard, gathered
     on all (so every worker calls this), and the seconds the test split took."""
-    probs = {}
-    for split in ("val", "test"):
-        began = time.perf_counter()
-        if len(arrays[split]):
-            probs[split] = cached.predict(arrays[split])
-        probs[f"{split}_seconds"] = round(time.perf_counter() - began, 2)
+    probs = {"val": cached.predict(arrays["val"])} if len(arrays["val"]) else {}
+    began = time.perf_counter()
+    if len(arrays["test"]):
+        probs["test"] = cached.predict(arrays["test"])
+    probs["test_seconds"] = round(time.perf_counter() - began, 2)
     return probs
 
 
