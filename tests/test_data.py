@@ -308,6 +308,37 @@ def test_disk_cache_is_reused_without_decoding(tmp_path, fruit, monkeypatch):
     assert len(list(tmp_path.glob("*"))) == 1  # the failed attempt left no temp file
 
 
+def test_streamed_disk_images_read_the_same_pixels_without_mapping_them(tmp_path, fruit, monkeypatch):
+    paths = [p for split in ("train", "val") for p in fruit.paths[split]][:11]
+    reference = data.load_images(paths, 16)
+    monkeypatch.setattr(data_arrays, "_CHUNK", 2)
+    streamed = data.load_images(paths, 16, cache_dir=tmp_path, streamed=True)
+    assert isinstance(streamed, data.DiskImages) and streamed.shape == reference.shape
+    assert len(streamed) == 11 and streamed.nbytes == reference.nbytes
+    np.testing.assert_array_equal(np.asarray(streamed), reference)
+    np.testing.assert_array_equal(streamed[3:9], reference[3:9])
+    np.testing.assert_array_equal(streamed[np.array([10, 0, 10])], reference[[10, 0, 10]])
+    np.testing.assert_array_equal(streamed[-1], reference[-1])
+    np.testing.assert_array_equal(streamed[::3], reference[::3])
+    assert streamed[20:].shape == (0, 16, 16, 3)
+    np.testing.assert_array_equal(data.load_images(paths, 16, cache_dir=tmp_path), reference)  # same file, mapped
+    cache = next(tmp_path.glob("*.npy"))
+    cache.write_bytes(cache.read_bytes()[:-100])  # cut short: refused, decoded again, replaced
+    np.testing.assert_array_equal(np.asarray(data.load_images(paths, 16, cache_dir=tmp_path, streamed=True)),
+                                  reference)
+
+
+def test_a_large_disk_cache_is_written_a_chunk_at_a_time(tmp_path, fruit, monkeypatch):
+    paths = fruit.paths["train"][:7]
+    reference = data.load_images(paths, 16)
+    seen = []
+    decode = data_arrays._decode_into
+    monkeypatch.setattr(data_arrays, "_decode_into", lambda out, part, *a: (seen.append(len(part)), decode(out, part, *a)))
+    monkeypatch.setattr(data_arrays, "_WRITE_CHUNK_BYTES", 3 * 16 * 16 * 3)
+    np.testing.assert_array_equal(np.asarray(data.load_images(paths, 16, cache_dir=tmp_path, streamed=True)), reference)
+    assert seen == [3, 3, 1]
+
+
 def stack(ds):
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
     return np.concatenate(xs), np.concatenate(ys)

@@ -265,3 +265,47 @@ def test_a_deadline_stops_the_views_early_and_the_phases_read_only_those_made(ne
     full = CachedData(net, cfg, (images, labels), (images[:6], labels[:6]), tmp_path)
     assert full.stats["views"] == 4 and "views_planned" not in full.stats
     np.testing.assert_array_equal(full.feats[:2], data.feats)  # the views made are the same draws
+
+
+def _photo_job(tmp_path, net, **train):
+    """A Job over 12 JPEGs large enough that load_dataset does not keep them decoded."""
+    from PIL import Image
+
+    from imgclf.data import load_dataset
+    from imgclf.training.prepare import Job
+    images, labels = _arrays(12)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "photos" / f"c{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).resize((160, 160)).save(folder / f"{i}.jpg")
+    dataset = load_dataset(tmp_path / "photos", val_fraction=0.25, test_fraction=0.25, seed=0)
+    assert not dataset.decoded  # photos: decoded again at the run's size
+    cfg = _cfg(**train)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=SIZE))
+    return Job(cfg, dataset, net)
+
+
+def test_the_cache_estimate_is_the_cache_built(net, tmp_path):
+    from imgclf.training.prepare import cache_bytes
+    job = _photo_job(tmp_path, net)
+    images, labels = _arrays()
+    data = CachedData(net, job.cfg, (images[:6], labels[:6]), (images[:3], labels[:3]), tmp_path / "cache")
+    assert cache_bytes(job) == pytest.approx(data.stats["cache_mb"] * 2**20)
+    assert cache_bytes(dataclasses.replace(job, cfg=dataclasses.replace(
+        job.cfg, train=dataclasses.replace(job.cfg.train, feature_cache=False)))) == 0
+
+
+def test_images_over_the_memory_budget_are_read_from_the_runs_disk(net, tmp_path):
+    """Images that with the expected cache overrun train.cache_memory_mb are decoded into the
+    run's cache folder and read from it; below the budget they stay in memory."""
+    from imgclf.data import DiskImages
+    from imgclf.record import RunRecord
+    from imgclf.training.prepare import load_split_images
+    record = RunRecord(tmp_path / "run")
+    held = load_split_images(_photo_job(tmp_path / "a", net), record)
+    assert all(type(a) is np.ndarray for a in held.values()) and not record.cache_dir.exists()
+    streamed = load_split_images(_photo_job(tmp_path / "b", net, cache_memory_mb=0), record)
+    assert all(isinstance(a, DiskImages) for a in streamed.values())
+    assert len(list(record.cache_dir.glob("images-*.npy"))) == 3
+    for split in held:
+        np.testing.assert_array_equal(np.asarray(streamed[split]), held[split])

@@ -165,3 +165,4 @@ def test_a_budgeted_run_is_planned_recorded_and_kept_to_its_budget(digits, capsy
         rows = list(csv.DictReader(f))
     assert sum(r["phase"] == "head" for r in rows) <= recipe["epochs"]
     assert "Plan" in (run / "report.html").read_text()
+    assert not (run / "cache").exists()  # what only this run's resume could reuse goes when it is whole

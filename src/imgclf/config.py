@@ -91,7 +91,7 @@ class TrainConfig:
     # the whole network on freshly augmented images), kept for comparison.
     feature_cache: bool = True
     views: int = 0  # cached views per training image (the first unaugmented); 0: by data size (features.choose_views)
-    cache_memory_mb: int = 2048  # caches above this go to disk (run_dir/cache)
+    cache_memory_mb: int = 1024  # decoded images and caches above this go to disk (run_dir/cache)
     runtime: str = "auto"  # frozen forward pass: tflite (LiteRT + XNNPACK), tf, or auto
 
 

@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -189,13 +190,15 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
 
 
 def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, verbose: bool) -> None:
-    """run.json, the report, COMPLETE; then the checkpoint goes (the run is whole)."""
+    """run.json, the report, COMPLETE; then the checkpoint and the cache folder (images and
+    feature caches over the memory budget, which only this run's resume could reuse) go."""
     from imgclf.evaluation import format_metrics
     from imgclf.evaluation.report import write_run_report
     record.write_run_info(info)
     write_run_report(record, config_to_dict(cfg), history, metrics, info)
     record.mark_complete()
     record.remove_checkpoint()
+    shutil.rmtree(record.cache_dir, ignore_errors=True)
     if verbose and metrics:
         print(format_metrics(metrics))
         print(f"report: {record.report_path}")

@@ -13,14 +13,14 @@ Example:
     >>> x = data.load_images(ds.paths["train"], 96)
     >>> batches = data.make_pipeline(x, ds.labels["train"], ds.num_classes, 32, shuffle=True)
 """
-from imgclf.data.arrays import ResizedImages, load_images, map_threads
+from imgclf.data.arrays import DiskImages, ResizedImages, load_images, map_threads
 from imgclf.data.dataset import Dataset, load_dataset, stratified_take
 from imgclf.data.images import IMAGE_EXTENSIONS, BadImage, read_image, resize
 from imgclf.data.layouts import SPLITS
 from imgclf.data.pipeline import EpochBatches, class_weights, epoch_batches, make_pipeline
 from imgclf.data.report import DataReport
 
-__all__ = ["DataReport", "Dataset", "load_dataset", "stratified_take", "load_images", "ResizedImages",
+__all__ = ["DataReport", "Dataset", "load_dataset", "stratified_take", "load_images", "ResizedImages", "DiskImages",
            "map_threads", "make_pipeline", "epoch_batches", "EpochBatches", "class_weights", "read_image",
            "resize", "BadImage",
            "IMAGE_EXTENSIONS", "SPLITS"]

@@ -31,6 +31,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 _CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
 _CHUNK = 256  # items per thread hand-off in map_threads
+_WRITE_CHUNK_BYTES = 64 << 20  # pixels decoded between writes to a disk cache
 
 
 def worker_count(workers: int | None = None) -> int:
@@ -98,7 +99,8 @@ def map_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
 
 def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                decoded: Mapping[str, "Image.Image"] | None = None, lazy: bool = False) -> np.ndarray:
+                decoded: Mapping[str, "Image.Image"] | None = None, lazy: bool = False,
+                streamed: bool = False) -> np.ndarray:
     """Decode and squash every image to ``image_size`` once, in a thread pool.
 
     With ``cache_dir`` the pixels go to a ``.npy`` file keyed by a hash of the paths, their
@@ -114,10 +116,12 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
         decoded: RGB images already decoded, by path (``Dataset.decoded``): resized, not read.
         lazy: when every image is in ``decoded`` (and there is no ``cache_dir``), return a
             :class:`ResizedImages` over them, which resizes a batch when it is read.
+        streamed: with ``cache_dir``, return a :class:`DiskImages` (read with plain file reads,
+            nothing mapped) instead of a memmap.
 
     Returns:
-        uint8 array (N, image_size, image_size, 3); a read-only memmap when cached; or a
-        ResizedImages (see ``lazy``).
+        uint8 array (N, image_size, image_size, 3); a read-only memmap when cached (a
+        DiskImages when ``streamed``); or a ResizedImages (see ``lazy``).
 
     Raises:
         ImgclfError: naming a file that is missing or no longer decodes.
@@ -135,19 +139,25 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
         _decode_into(out, paths, image_size, max_pixels, workers, decoded)
         return out
     cache = Path(cache_dir) / f"images-{image_size}px-{len(paths)}-{_cache_key(paths, image_size)}.npy"
+    opened = DiskImages if streamed else (lambda path: np.load(path, mmap_mode="r"))
     if cache.is_file():
         try:
-            cached = np.load(cache, mmap_mode="r")
+            cached = opened(cache)
             if cached.shape == shape and cached.dtype == np.uint8:
                 return cached
         except (OSError, ValueError):
             pass  # unreadable cache: decode again and replace it
-    with atomic_path(cache, suffix=".npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _decode_into(out, paths, image_size, max_pixels, workers, decoded)
-        out.flush()
-        del out  # close the map before the rename
-    return np.load(cache, mmap_mode="r")
+    with atomic_path(cache, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        # a chunk at a time through a buffer, not a writable map: a map's dirty pages count as
+        # this process's memory until it is closed (1 GB of 224-px photos)
+        np.lib.format.write_array_header_2_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        rows = max(1, _WRITE_CHUNK_BYTES // math.prod(shape[1:]))
+        buffer = np.empty((min(rows, len(paths)),) + shape[1:], np.uint8)
+        for start in range(0, len(paths), rows):
+            part = buffer[:min(rows, len(paths) - start)]
+            _decode_into(part, paths[start:start + len(part)], image_size, max_pixels, workers, decoded)
+            f.write(part.data)
+    return opened(cache)
 
 
 def _cache_key(paths: list[str], image_size: int) -> str:
@@ -205,6 +215,64 @@ class ResizedImages:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.empty(self.shape, np.uint8)
         map_threads(lambda i: out.__setitem__(i, resize(self.images[i], self.image_size)), range(len(self)))
+        return out if dtype is None else out.astype(dtype)
+
+
+class DiskImages:
+    """uint8 (N, S, S, 3) images in a ``.npy`` file, read with plain file reads: ``x[a:b]`` is one
+    read, ``x[index_array]`` one per row, ``np.asarray(x)`` all of it. Nothing is mapped, so
+    what was read costs no memory once the batch is gone (a memmap's pages, once touched, count
+    in the process's resident memory until it ends: the whole file after one pass).
+
+    Example:
+        >>> x = DiskImages("runs/a/cache/images-224px-5000-....npy")
+        >>> x.shape, x[10:12].shape
+        ((5000, 224, 224, 3), (2, 224, 224, 3))
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            self.offset = f.tell()
+        if len(shape) != 4 or fortran or dtype != np.uint8:
+            raise ValueError(f"{path}: not a C-ordered uint8 (N, S, S, 3) array")
+        self.shape = tuple(shape)
+        self.row = math.prod(self.shape[1:])
+        self.nbytes = self.row * self.shape[0]
+        if os.path.getsize(self.path) < self.offset + self.nbytes:
+            raise ValueError(f"{path}: shorter than its header says")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, f, start: int, count: int) -> np.ndarray:
+        out = np.empty((count,) + self.shape[1:], np.uint8)
+        f.seek(self.offset + start * self.row)
+        if count and f.readinto(memoryview(out).cast("B")) != count * self.row:
+            raise ImgclfError(f"{self.path}: the image cache is shorter than it was; delete it and run again")
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        with open(self.path, "rb") as f:
+            if isinstance(key, (int, np.integer)):
+                return self._read(f, range(len(self))[key], 1)[0]
+            if isinstance(key, slice) and key.step in (None, 1):
+                rows = range(len(self))[key]
+                return self._read(f, rows.start, len(rows))
+            picks = range(len(self))[key] if isinstance(key, slice) else np.asarray(key).reshape(-1)
+            out = np.empty((len(picks),) + self.shape[1:], np.uint8)
+            for row, i in enumerate(picks):
+                out[row] = self._read(f, range(len(self))[int(i)], 1)[0]
+            return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
         return out if dtype is None else out.astype(dtype)
 
 

@@ -131,7 +131,8 @@ def _gather_fn(images: np.ndarray, labels: np.ndarray, num_classes: int):
     def onehot(idx):
         return tf.one_hot(tf.gather(classes, idx), num_classes, dtype=tf.float32)
 
-    if isinstance(images, np.memmap) or images.nbytes > _IN_GRAPH_LIMIT:
+    from imgclf.data.arrays import DiskImages
+    if isinstance(images, (np.memmap, DiskImages)) or images.nbytes > _IN_GRAPH_LIMIT:
         def read(idx):
             return np.ascontiguousarray(images[np.asarray(idx)])
 

@@ -166,7 +166,7 @@ class CachedData:
         cfg: the run config (train.views (0: see choose_views), train.cache_memory_mb,
             fine-tune depth, batch size, augmentation, seed).
         train, val: (uint8 images, int labels) pairs; val may hold zero images.
-        cache_dir: where caches over the memory budget go.
+        cache_dir: where caches over ``budget`` bytes (default: train.cache_memory_mb) go.
         predict_count: images ``predict`` will be given (the test split), so the frozen part's
             runtime is chosen for the whole job.
         deadline: an imgclf.training.budget.Deadline, or None: fewer views are made when one more
@@ -182,13 +182,13 @@ class CachedData:
     """
 
     def __init__(self, net: Network, cfg: RunConfig, train, val, cache_dir: Path, predict_count: int = 0,
-                 deadline=None, shards=None):
+                 deadline=None, shards=None, budget: int | None = None):
         from imgclf.training.exchange import WorkerShards
         self.net, self.cfg, self.cache_dir, self.deadline = net, cfg, cache_dir, deadline
         self.shards = shards or WorkerShards()
         self.labels, self.val_labels = train[1], val[1]
         self.num_classes = int(net.head.output_shape[-1])
-        self.budget = cfg.train.cache_memory_mb * 2**20
+        self.budget = cfg.train.cache_memory_mb * 2**20 if budget is None else budget
         self.views = choose_views(cfg.train.views, len(train[0]), max(cfg.train.epochs, cfg.train.fine_tune_epochs))
         self.stats = {"views": self.views, "cache_mb": 0.0, "cache_mb_on_disk": 0.0, "cache_rows_built": 0}
         self.runtime = choose_runtime(cfg.train.runtime, self.views * len(train[0]) + len(val[0]) + predict_count)
