@@ -104,6 +104,22 @@ def test_a_tighter_budget_shrinks_views_before_depth_and_size():
     assert middling.image_size == target.image_size == 96
 
 
+def test_a_shrunk_plan_takes_back_what_the_ladder_gave_up_beyond_need():
+    """A budget that forces a shallower cut frees time the earlier rungs (fewer epochs) had
+    given up: the plan spends it on epochs again, and still fits."""
+    costs = FakeCosts(per_block=2e-3)
+    target = target_recipe(Counts(4_800, 600, 600), 320, 224, 18)
+    for budget in (100, 150, 250):
+        plan = make_plan(budget, Counts(4_800, 600, 600), costs, median_side=320, **LITE)
+        r = plan.recipe
+        assert plan.seconds <= budget * HEADROOM
+        if r.fine_tune_blocks < target.fine_tune_blocks:  # depth had to go: no epoch more would fit
+            assert r.epochs == target.epochs
+            fuller = dataclasses.replace(r, fine_tune_epochs=r.fine_tune_epochs + 1)
+            assert sum(expected_stages(fuller, Counts(4_800, 600, 600), costs).values()) > budget * HEADROOM or \
+                r.fine_tune_epochs == 2 * target.fine_tune_epochs
+
+
 def test_time_to_spare_buys_epochs_and_views_not_size_or_depth():
     target = target_recipe(SMALL, 28, 224, 18)
     roomy = make_plan(3600, SMALL, FakeCosts(), median_side=28, **LITE).recipe
@@ -198,25 +214,64 @@ def test_a_machine_slower_than_planned_keeps_more_for_evaluating_and_saving():
     assert tiny.reserve == 20.0 and tiny.epoch_s["head"] == 0.5
 
 
-def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):
-    """Planned at 5 s an epoch, each epoch takes 30 s on the fake clock: with 100 s and a 20 s
-    reserve the head phase stops after two epochs (a third would end at 90 s) and says so."""
+def _timed_phase(clock, epoch_s, epochs, deadline, schedule="constant", name="head"):
+    """fit_phase on a tiny model, each epoch costing ``epoch_s`` seconds of ``clock``."""
     import keras
     import tensorflow as tf
 
     from imgclf.config import TrainConfig
     from imgclf.training.phases import EarlyStopping, EpochLog, Phase, fit_phase
-    clock = FakeClock()
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
     y = np.eye(2, dtype=np.float32)[np.arange(16) % 2]
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
 
     def batches(epoch):
-        clock.now += 30  # a slow machine: every epoch costs 30 s
+        clock.now += epoch_s
         return data
-    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"head": 5.0}, clock=clock)
-    rows = fit_phase(Phase(model, batches, None, 2), "head", TrainConfig(patience=50), 1e-2, 10,
+    return fit_phase(Phase(model, batches, None, 2), name, TrainConfig(patience=50, schedule=schedule), 1e-2, epochs,
                      EarlyStopping(50, model), EpochLog(verbose=False), None, deadline=deadline)
+
+
+def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):
+    """Planned at 5 s an epoch, each epoch takes 30 s on the fake clock: with 100 s and a 20 s
+    reserve the head phase stops after two epochs (a third would end at 90 s) and says so."""
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"head": 5.0}, clock=clock)
+    rows = _timed_phase(clock, 30, 10, deadline)
     assert len(rows) == 2  # 0 -> 30 -> 60 s; a third epoch (to 90 s) would eat the 20 s reserve
-    assert "budget: ending the head phase after 2 of 10 epochs" in capsys.readouterr().out
+    assert "budget: head phase 10 -> 2 epochs: about 30 s each, 40 s left" in capsys.readouterr().out
+    clock.now = 0  # the first epoch alone (it also traces) is not trusted to shrink the phase:
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"head": 5.0}, clock=clock)
+    assert len(_timed_phase(clock, 50, 10, deadline)) == 1  # the guard before each epoch stops it
+    assert "budget: ending the head phase after 1 of 10 epochs" in capsys.readouterr().out
+
+
+def test_cosine_epochs_are_refitted_to_the_time_left(capsys):
+    """10 cosine epochs planned, 10 s each, 100 s with 20 s reserved: after two epochs (20 s)
+    six more fit, so the phase becomes 8 epochs and its rate still decays to the floor."""
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 10.0}, clock=clock)
+    rows = _timed_phase(clock, 10, 10, deadline, "cosine", "fine_tune")
+    assert len(rows) == 8 and "budget: fine-tuning 10 -> 8 epochs" in capsys.readouterr().out
+    lrs = [r["lr"] for r in rows]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-2 * 0.05
+    assert clock.now <= 100 - 20
+
+
+@pytest.mark.parametrize("stretch, expected", [(("fine_tune",), 12), ((), 4)])
+def test_time_left_over_grows_only_a_phase_whose_epochs_were_planned(stretch, expected, capsys):
+    """4 epochs planned at 5 s with 100 s, 20 s reserved and a 10 s margin: a planned phase
+    grows to its cap of three times the plan (12 epochs, 60 s); a count the user set stays."""
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 5.0}, clock=clock, stretch=stretch,
+                        margin_s=10.0)
+    rows = _timed_phase(clock, 5, 4, deadline, "cosine", "fine_tune")
+    assert len(rows) == expected and ("4 -> 12 epochs" in capsys.readouterr().out) == bool(stretch)
+    lrs = [r["lr"] for r in rows]  # the schedule, spread over the new count, still falls to its end
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(
+        1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + np.cos(np.pi * (expected - 1) / expected)))
+    clock.now = 0  # 12-s epochs: after one, 88 s left, 20 + 10 kept: 1 + (88 - 30) // 12 = 5 epochs
+    deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 12.0}, clock=clock, stretch=stretch,
+                        margin_s=10.0)
+    assert len(_timed_phase(clock, 12, 4, deadline, "cosine", "fine_tune")) == (5 if stretch else 4)

@@ -106,6 +106,13 @@ class PhaseProgress:
             label = f"{self.name} {epoch}/{self.epochs}  loss {loss:.4f}  acc {accuracy:.4f}"
             self._progress.update(self._task, advance=1, description=label)
 
+    def resize(self, epochs: int) -> None:
+        """The phase now runs ``epochs`` epochs (the budget re-fitted it)."""
+        if epochs != self.epochs and self._progress is not None:
+            task = self._progress.tasks[0]
+            self._progress.update(self._task, total=task.total and task.total * epochs // self.epochs)
+        self.epochs = epochs
+
     def epoch_done(self, line: str) -> None:
         """A finished epoch's line: above the bar on a terminal, else on its own."""
         if self._progress is not None:

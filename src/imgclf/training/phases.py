@@ -229,7 +229,8 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     """Train the trainee's trainable weights for up to ``epochs`` epochs with a fresh Adam (or
     the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``.
     With a ``deadline`` the phase ends before an epoch that would not leave ``keep_s`` seconds
-    (and the deadline's reserve) at its end."""
+    (and the deadline's reserve) at its end, and after each epoch its count is re-fitted to the
+    time left (Deadline.retarget: at most three times ``epochs``), the schedule spread over the new count."""
     rows = [] if rows is None else rows
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the optimizer's slots must be mirrored like the weights
@@ -243,28 +244,32 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     if resume is not None:
         _restore_optimizer(optimizer, resume, resume.optimizer)
         schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
+    last = done if resume and resume.phase_done else epochs
     with PhaseProgress(name, epochs, phase.steps, log.verbose) as progress:
-        for i in range(done, epochs if not (resume and resume.phase_done) else done):
-            if deadline is not None and deadline.ends_phase(name, i, epochs, keep_s):
-                break
+        i = done  # epochs of this phase done
+        while i < last and not (deadline is not None and deadline.ends_phase(name, i, last, keep_s)):
             optimizer.learning_rate.assign(schedule.at_epoch(i))
             reseed(phase.trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
             began = deadline.clock() if deadline else 0.0
-            row = _epoch(phase, steps, name, i, epochs, len(rows) + 1, schedule, progress)
+            row = _epoch(phase, steps, name, i, last, len(rows) + 1, schedule, progress)
             if deadline:  # re-plan from what an epoch really takes here
                 deadline.observe(name, deadline.clock() - began, steady=i > done)
             rows.append(row)
             monitored = row.get("val_loss", row["loss"])
             schedule.after_epoch(monitored)
             stop = stopper.update(monitored, row["epoch"])
-            if checkpoint is not None:
-                _save(checkpoint, name, i + 1, stop or i + 1 == epochs, rows, stopper, schedule, optimizer)
             log.on_epoch(row)
-            progress.epoch_done(f"{name} {i + 1}/{epochs}  " + _summary(row))
+            progress.epoch_done(f"{name} {i + 1}/{last}  " + _summary(row))
+            if deadline is not None and not stop:  # fewer or more epochs, the schedule re-spread over them
+                last = schedule.epochs = deadline.retarget(name, i + 1, last, keep_s, 3 * epochs)
+                progress.resize(last)
+            if checkpoint is not None:
+                _save(checkpoint, name, i + 1, stop or i + 1 == last, rows, stopper, schedule, optimizer)
             if stop:
                 progress.epoch_done(f"  early stop: no improvement for {stopper.patience} epochs "
                                     f"(best epoch {stopper.best_epoch})")
                 break
+            i += 1
     return rows
 
 

@@ -20,11 +20,14 @@ import numpy as np
 
 PROBE_BATCH = 32
 FORWARD_CALLS, STEP_CALLS = 5, 5
-LITERT_SPEEDUP = 2.2  # LiteRT + XNNPACK against a tf.function on EfficientNet-Lite (measured 1.7-2.9x)
+# LiteRT + XNNPACK against a tf.function on EfficientNet-Lite's bottom (6 blocks cut), batches of
+# 64: 2.7x at 96 and 160 px, 3.7x at 224 px (TensorFlow slows at 224 px; LiteRT follows the
+# multiply-adds), 2026-12-03; earlier 1.7-2.9x
+LITERT_SPEEDUP = 2.7
 CONVERSION_S = 16.0  # converting the frozen bottom and the features' top to TFLite (13 + 3 s at 64-96 px)
 HEAD_STEP_S = 0.002  # one head step on pooled features (a 1280 x classes matmul and Adam)
 PHASE_START_S = 2.5  # tracing a phase's train and evaluation steps
-FINISH_S = 6.0  # saving the model, metrics, four plots, the report
+FINISH_S = 8.0  # saving the model, metrics, four plots, Grad-CAM, the report (7 s at 224 px, 2026-12-03)
 
 
 def layer_flops(layer) -> float:
@@ -53,6 +56,7 @@ class MeasuredCosts:
     block_flops: list  # multiply-adds per block at the probe size, stem first
     forward_rate: float  # multiply-adds per second of the frozen base in a tf.function
     step_s_per_flop: float  # seconds of a fine-tuning step per multiply-add of the top, per image
+    step_s_fixed: float  # and what it takes per image whatever the depth (pooling, head, Adam)
     decode_s: float  # decoding and resizing one image (0: kept decoded)
     augment_s: float  # augmenting one image at the probe size
     build_s: float  # building the network once more at another size
@@ -93,7 +97,8 @@ class MeasuredCosts:
     def fine_tune_epoch(self, size: int, blocks: int, count: int) -> float:
         if not blocks:
             return 0.0
-        return count * self._flops(size, slice(-blocks, None)) * self.step_s_per_flop
+        scale = (size / self.probe_size) ** 2
+        return count * (self._flops(size, slice(-blocks, None)) * self.step_s_per_flop + self.step_s_fixed * scale)
 
     def predict(self, size: int, blocks: int, count: int, runtime: str) -> float:
         bottom = self._flops(size, slice(None, -blocks) if blocks else slice(None))
@@ -122,9 +127,8 @@ def probe(net, decode_sample: list[str], cfg, build_s: float, blocks: int) -> Me
     x = np.random.default_rng(0).uniform(0, 255, (PROBE_BATCH, size, size, 3)).astype(np.float32)
     forward = tf.function(lambda batch: net.base(batch, training=False))
     per_image = _median_seconds(lambda: forward(x), FORWARD_CALLS) / PROBE_BATCH
-    step_per_image = _time_step(net, blocks, cfg.data.batch_size)
-    top = sum(block_flops[-blocks:])
-    return MeasuredCosts(size, block_flops, sum(block_flops) / per_image, step_per_image / top,
+    per_flop, fixed = _step_costs(net, blocks, cfg.data.batch_size, block_flops)
+    return MeasuredCosts(size, block_flops, sum(block_flops) / per_image, per_flop, fixed,
                          _decode_seconds(decode_sample, size), _augment_seconds(cfg, x), build_s,
                          choose_runtime("auto", 10**9) == "tflite", cfg.data.batch_size,
                          _converted(net, blocks))
@@ -140,6 +144,19 @@ def _median_seconds(call, times: int) -> float:
         call()
         seconds.append(time.perf_counter() - start)
     return float(np.median(seconds))
+
+
+def _step_costs(net, blocks: int, batch_size: int, block_flops: list) -> tuple[float, float]:
+    """(seconds per multiply-add of the top, seconds whatever the depth), per image, fitted
+    through a step timed at ``blocks`` and at one block: the time does not scale with the
+    multiply-adds alone (at 224 px one block took half what its share of six predicted)."""
+    deep, top = _time_step(net, blocks, batch_size), sum(block_flops[-blocks:])
+    if blocks <= 1:
+        return deep / top, 0.0
+    shallow, one = _time_step(net, 1, batch_size), block_flops[-1]
+    per_flop = max(0.0, (deep - shallow) / (top - one))
+    fixed = max(0.0, deep - per_flop * top)
+    return (per_flop, fixed) if fixed > 0 else (deep / top, 0.0)
 
 
 def _time_step(net, blocks: int, batch_size: int) -> float:
