@@ -309,3 +309,25 @@ def test_images_over_the_memory_budget_are_read_from_the_runs_disk(net, tmp_path
     assert len(list(record.cache_dir.glob("images-*.npy"))) == 3
     for split in held:
         np.testing.assert_array_equal(np.asarray(streamed[split]), held[split])
+
+
+def test_a_cache_that_fits_nowhere_falls_back_alone_but_stops_a_cluster(net, tmp_path, monkeypatch, capsys):
+    """One process trains on the plain path instead; a worker of several must not (its peers
+    would wait on the cached path's steps), so it stops with one line."""
+    from imgclf.errors import ImgclfError
+    from imgclf.training import features
+    from imgclf.training.distribute import Cluster
+    from imgclf.training.phases import PlainData
+    from imgclf.training.prepare import phase_data_for
+    job = _photo_job(tmp_path, net)
+    images, _ = _arrays(12)
+    arrays = {"train": images[:6], "val": images[6:9], "test": images[9:]}
+
+    def no_room(*args, **kwargs):
+        raise MemoryError("cache of 9 MB fits neither the memory budget nor the disk")
+    monkeypatch.setattr(features, "CachedData", no_room)
+    data, stats = phase_data_for(job, arrays, tmp_path / "cache", verbose=False)
+    assert isinstance(data, PlainData) and stats is None and "plain path instead" in capsys.readouterr().out
+    pair = Cluster(("127.0.0.1:1", "127.0.0.1:2"), 1)
+    with pytest.raises(ImgclfError, match=r"worker 1 of 2 .*fits neither.*every worker must take the same path"):
+        phase_data_for(job, arrays, tmp_path / "cache", verbose=False, cluster=pair)

@@ -147,6 +147,9 @@ def phase_data_for(job: Job, arrays: dict, cache_dir: Path, verbose: bool, deadl
                               shards=WorkerShards(cluster, strategy),
                               budget=cfg.train.cache_memory_mb * 2**20 - _held_bytes(arrays))
         except MemoryError as exc:
+            if cluster is not None and cluster.size > 1:  # the others would wait on the cached path's steps
+                raise ImgclfError(f"{cluster.describe()}: {exc}; every worker must take the same path: free disk "
+                                  "space on each, or train with --plain") from None
             print(f"imgclf: {exc}; training on the plain path instead")
         else:
             if verbose:
