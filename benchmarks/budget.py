@@ -26,7 +26,7 @@ from pathlib import Path
 def run_budget(data: str, budget: str, runs: Path, flags: list[str]) -> dict:
     name = f"b{budget}"
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "imgclf", "train", data, "--runs-dir", str(runs),
-           "--name", name, "--budget", budget, "--quiet", *flags]
+           "--name", name, *(["--budget", budget] if budget != "default" else []), "--quiet", *flags]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - start
@@ -40,7 +40,7 @@ def run_budget(data: str, budget: str, runs: Path, flags: list[str]) -> dict:
         rows = list(csv.DictReader(f))
     best = min(rows, key=lambda r: float(r["val_loss"] or "inf"))
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    cuts = [line for line in proc.stdout.splitlines() if line.startswith("budget: ending")]
+    cuts = [line for line in proc.stdout.splitlines() if line.startswith("budget: ")]  # cuts and re-fits
     return {"budget": budget, "budget_s": plan["plan"]["budget_s"], "wall_s": round(wall, 1),
             "ratio": round(wall / plan["plan"]["budget_s"], 3), "plan": plan["plan"], "actual": plan["actual"],
             "epochs_run": {"head": sum(r["phase"] == "head" for r in rows),
@@ -106,7 +106,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
-    parser.add_argument("--budgets", default="1m,3m,10m")
+    parser.add_argument("--budgets", default="1m,3m,10m", help="comma-separated; 'default': no --budget flag")
     parser.add_argument("--flags", default="", help="extra `imgclf train` flags, e.g. '--seed 1'")
     parser.add_argument("--logreg", action="store_true", help="add the logistic-regression peer")
     parser.add_argument("--out", help="write the results as JSON here")
