@@ -1,4 +1,4 @@
-"""Shards between workers: spans of whole batches, and the exchange that completes every array.
+"""Shards between workers: the exchange that completes every array (spans of whole batches: test_shards.py).
 
 The all-gather is TensorFlow's (tests/test_distribute.py runs it between two real workers);
 here R simulated workers in threads meet at a barrier and concatenate their pieces, so the
@@ -12,14 +12,8 @@ import pytest
 
 from imgclf.training import exchange
 from imgclf.training.distribute import Cluster
-from imgclf.training.exchange import WorkerShards, batch_span
-
-
-@pytest.mark.parametrize("n, count, batch", [(900, 2, 64), (11, 3, 4), (5, 4, 4), (0, 2, 64), (130, 7, 1)])
-def test_spans_are_whole_batches_covering_every_row_once_in_order(n, count, batch):
-    spans = [batch_span(r, count, n, batch) for r in range(count)]
-    assert [i for s, e in spans for i in range(s, e)] == list(range(n))
-    assert all(s % batch == 0 for s, e in spans if e > s)
+from imgclf.data.shards import Shard
+from imgclf.training.exchange import WorkerShards
 
 
 class _Simulated(WorkerShards):
@@ -77,7 +71,7 @@ def test_exchange_of_several_caches_with_rows_on_axis_1_gives_everyone_the_whole
                                                                      np.full_like(acts, np.nan)], fill)):
         np.testing.assert_array_equal(arrays[0], feats)
         np.testing.assert_array_equal(arrays[1], acts)
-        start, stop = batch_span(r, count, 11, 4)
+        start, stop = Shard(r, count).span(11, 4)
         assert received == (11 - (stop - start)) * (3 * 5 + 3 * 12) * 2  # float16: the others' rows only
 
 

@@ -193,16 +193,16 @@ def test_shards_of_whole_batches_make_the_rows_of_one_pass():
     process), gives exactly its rows of the single pass: what the exchanged cache relies on."""
     from imgclf.data.augment import build_augmenter
     from imgclf.config import AugmentConfig
-    from imgclf.training.exchange import batch_span
+    from imgclf.data.shards import Shard
     from imgclf.training.features import run_views
     images = _arrays(11)[0]
     whole = np.empty((3, 11, SIZE, SIZE, 3), np.float32)
     run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), whole, batch_size=4)
-    assert [batch_span(r, 2, 11, 4) for r in range(2)] == [(0, 4), (4, 11)]
-    assert [batch_span(r, 3, 11, 4) for r in range(3)] == [(0, 4), (4, 8), (8, 11)]
-    assert [batch_span(r, 4, 5, 4) for r in range(4)] == [(0, 0), (0, 4), (4, 4), (4, 5)]  # more workers than batches
+    assert [Shard(r, 2).span(11, 4) for r in range(2)] == [(0, 4), (4, 11)]
+    assert [Shard(r, 3).span(11, 4) for r in range(3)] == [(0, 4), (4, 8), (8, 11)]
+    assert [Shard(r, 4).span(5, 4) for r in range(4)] == [(0, 0), (0, 4), (4, 4), (4, 5)]  # more workers than batches
     for count in (2, 3):
-        spans = [batch_span(r, count, 11, 4) for r in range(count)]
+        spans = [Shard(r, count).span(11, 4) for r in range(count)]
         assert [i for s, e in spans for i in range(s, e)] == list(range(11))  # every row once, in order
         merged = np.full_like(whole, np.nan)
         for span in spans:

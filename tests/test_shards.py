@@ -25,6 +25,29 @@ def test_shards_cover_the_list_once_in_order(n, count):
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
+@given(st.integers(0, 500), st.integers(1, 40), st.integers(1, 70))
+def test_shards_cut_on_whole_units(n, count, unit):
+    items = list(range(n))
+    spans = [Shard(i, count).span(n, unit) for i in range(count)]
+    assert sum((Shard(i, count).take(items, unit) for i in range(count)), []) == items
+    assert all(start % unit == 0 for start, _ in spans)  # every batch of a shard is one of the whole list's
+    sizes = [stop - start for start, stop in spans]
+    assert max(sizes) - min(sizes) <= unit
+
+
+def test_a_resumed_output_keeps_whole_batches(tmp_path):
+    paths = [f"{i}.png" for i in range(7)]
+    out = tmp_path / "p.csv"
+    first = ShardOutput(out, "csv", paths, ranks=2, batch=3)
+    for p in paths[:5]:  # killed in the second batch
+        first.write(_row(p))
+    again = ShardOutput(out, "csv", paths, ranks=2, batch=3)
+    assert again.todo() == paths[3:] and out.read_text().count("\n") == 1 + 3 * 2
+    for p in paths[3:]:
+        again.write(_row(p))
+    assert ShardOutput(out, "csv", paths, ranks=2, batch=3).todo() == []  # a finished file is kept whole
+
+
 @pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "1/0", "1/2/3", "", "-1/2", "1.5/2", "2"])
 def test_bad_shard_is_one_line(text):
     with pytest.raises(ImgclfError) as err:
@@ -43,6 +66,7 @@ def test_shard_parses_one_based():
     (["--shard", "1/2"], "--shard needs --out"),
     (["--out", "o.txt"], "give --format csv or json"),
     (["--merge", "a.csv"], "goes with --out"),
+    (["--batch-size", "0"], "--batch-size 0: expected"),
 ])
 def test_bad_predict_flags_are_one_line_before_any_model_loads(tmp_path, capsys, monkeypatch, flags, message):
     monkeypatch.setenv("TF_CONFIG", "")  # --workers writes TF_CONFIG: none may leak into later tests

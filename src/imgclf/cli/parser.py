@@ -132,7 +132,8 @@ def _add_predict(sub, common) -> None:
                    "predicts shard I+1 of N into OUT.part-..., the chief (0) waits and merges them into --out; the "
                    "folder of --out must be shared")
     p.add_argument("--worker-index", type=int, metavar="I", help="this machine's position in --workers")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64); shards are "
+                   "cut on whole batches, so shards merged equal one process byte for byte at the same size")
     p.add_argument("--threads", type=int, help="LiteRT / ONNX Runtime threads (default: every CPU)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                    help="answer \"unknown\" when the top (calibrated) probability is below P, 0-1 (default 0: "

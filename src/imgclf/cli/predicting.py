@@ -22,6 +22,8 @@ def cmd_predict(args) -> int:
     from imgclf.deploy.batch import format_for_file
     if args.merge:
         return _merge(args)
+    if args.batch_size < 1:
+        raise ImgclfError(f"--batch-size {args.batch_size}: expected a whole number of at least 1")
     exists(args.run)
     shard = Shard.parse(args.shard) if args.shard else None
     cluster = _cluster(args)
@@ -37,7 +39,7 @@ def cmd_predict(args) -> int:
     fmt = format_for_file(args.out, args.format) if args.out else (args.format or "table")
     min_confidence = _min_confidence(args)
     every = inputs(args.images, unique=bool(args.out))
-    paths = shard.take(every) if shard else every
+    paths = shard.take(every, unit=args.batch_size) if shard else every  # one process's batches
     _tensorflow(args, args.run)
     from imgclf.deploy.predict import load
     clf = load(args.run, num_threads=args.threads)
@@ -81,7 +83,8 @@ def _print_row(row: dict, fmt: str, min_confidence: float) -> None:
 
 def _predict_to_file(args, clf, paths, fmt, min_confidence, shard) -> int:
     from imgclf.deploy.batch import ShardOutput
-    out = ShardOutput(args.out, fmt, paths, ranks=max(1, min(args.top_k, len(clf.class_names))))
+    out = ShardOutput(args.out, fmt, paths, ranks=max(1, min(args.top_k, len(clf.class_names))),
+                      batch=args.batch_size)
     which = f"shard {shard}: " if shard else ""
     print(f"imgclf: {which}{len(paths)} images, {out.done} already in {args.out}", file=sys.stderr)
     failed = 0

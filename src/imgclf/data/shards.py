@@ -5,7 +5,10 @@ sharded feature cache (worker r of R caches shard r+1 of R of each split) and by
 global batch each replica trains on. Shard i of N (0-based inside, "I/N" 1-based for people)
 holds items ``[i*n//N, (i+1)*n//N)``: contiguous, sizes differ by at most one, every item in
 exactly one shard, and the shards in order are the list in order, so concatenating their
-outputs in shard order gives one process's output.
+outputs in shard order gives one process's output. Given ``unit`` (batch prediction's
+``--batch-size``), the cuts fall on multiples of it, so every shard's batches are batches of the
+one-process run: a network's float sums depend on the batch they ran in, and equal batches make
+the merged file byte for byte one process's.
 
 Example:
     >>> shard = Shard.parse("2/3")
@@ -65,18 +68,20 @@ class Shard:
                               if n >= 1 else f"--shard {text}: N must be at least 1")
         return cls(i - 1, n)
 
-    def span(self, n: int) -> tuple[int, int]:
-        """(start, stop) of this shard's items in a list of ``n``.
+    def span(self, n: int, unit: int = 1) -> tuple[int, int]:
+        """(start, stop) of this shard's items in a list of ``n``, cut on multiples of ``unit``
+        (shard sizes then differ by at most one unit).
 
         Example:
-            >>> [Shard(r, 3).span(10) for r in range(3)]
-            [(0, 3), (3, 6), (6, 10)]
+            >>> [Shard(r, 3).span(10) for r in range(3)], Shard(1, 2).span(10, unit=4)
+            ([(0, 3), (3, 6), (6, 10)], (4, 10))
         """
-        return bounds(self.index, self.count, n)
+        start, stop = bounds(self.index, self.count, -(-n // unit))
+        return min(start * unit, n), min(stop * unit, n)
 
-    def take(self, items: Sequence[T]) -> Sequence[T]:
+    def take(self, items: Sequence[T], unit: int = 1) -> Sequence[T]:
         """This shard's slice of ``items`` (same type as ``items`` for lists and arrays)."""
-        start, stop = self.span(len(items))
+        start, stop = self.span(len(items), unit)
         return items[start:stop]
 
     def __str__(self) -> str:

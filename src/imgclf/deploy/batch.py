@@ -3,13 +3,14 @@
 ``imgclf predict RUN FOLDER --shard I/N --out preds-I.csv`` predicts shard I of N of the input
 list (``data.shards``) into ``preds-I.csv``. Each image's rows are appended with one
 ``write()`` and flushed, so a killed shard leaves whole images behind (at worst a torn last
-line). Run again, it keeps every image already written except the last one, which it cuts off
-and predicts again (its rows may have been cut short), so each image appears exactly once.
+line). Run again, it keeps the whole batches already written, cuts off the rest and predicts it
+again (a batch's floats depend on the images it ran with, so a resumed file holds what one
+unbroken run writes), and each image appears exactly once.
 ``--merge preds-*.csv --out all.csv`` puts the shards' rows in input order into one file, byte
 for byte what one process writes, and refuses when an image is missing or appears twice.
 
 Example:
-    >>> out = ShardOutput("preds-1.csv", "csv", paths, ranks=5)
+    >>> out = ShardOutput("preds-1.csv", "csv", paths, ranks=5, batch=64)
     >>> for row in clf.predict_paths(out.todo()):
     ...     out.write(row)
 """
@@ -66,14 +67,16 @@ class ShardOutput:
         fmt: "csv" or "json".
         paths: this shard's images, in order; a file naming any other image is refused.
         ranks: rows per readable image in a CSV (top-k, at most the number of classes).
+        batch: images predicted together; a resumed file keeps a multiple of it.
     """
 
-    def __init__(self, path: str | Path, fmt: str, paths: Sequence[str], ranks: int):
+    def __init__(self, path: str | Path, fmt: str, paths: Sequence[str], ranks: int, batch: int = 1):
         self.path, self.fmt, self.paths, self.ranks = Path(path), fmt, [str(p) for p in paths], ranks
+        self.batch = batch
         self.done = self._resume()
 
     def _resume(self) -> int:
-        """Cut the file back to its last complete image but one; return how many images it keeps."""
+        """Cut the file back to its last whole batch; return how many images it keeps."""
         lines = _lines(self.path) if self.path.exists() else []
         torn = lines.pop() if lines and not lines[-1].endswith("\n") else ""
         head = header(self.fmt)
@@ -92,6 +95,8 @@ class ShardOutput:
                               f"with another --top-k (or by hand): remove it or choose another --out")
         if groups and not self._whole(groups[-1][1]):
             groups.pop()  # the last image's rows were cut short (a full disk): predict it again
+        if len(groups) < len(self.paths):
+            del groups[len(groups) // self.batch * self.batch:]  # a part batch runs again whole
         kept = [path for path, _ in groups]
         if kept != self.paths[:len(kept)]:
             first = next((k for k, e in zip(kept + [""], self.paths + [""]) if k != e))

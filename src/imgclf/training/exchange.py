@@ -15,7 +15,7 @@ tests exact and changes nothing downstream; the price is memory: each worker hol
 cache (16 MB for fashion-mnist-1k at 96 px, 3.3 GB for 100k images; at 1M images and 224 px the
 cost model's 179 GB go to disk through allocate's memmap), where keeping shards would need 1/R.
 
-Shards are whole batches (``batch_span``): the batches each worker runs are the very batches one
+Shards are whole batches (``data.shards.Shard.span`` with ``unit=batch_size``): the batches each worker runs are the very batches one
 process runs, so a batch-dependent kernel or a per-batch augmentation draw gives the same rows.
 
 Example:
@@ -29,21 +29,9 @@ import math
 
 import numpy as np
 
-from imgclf.data.shards import bounds
+from imgclf.data.shards import Shard
 
 CHUNK_BYTES = 64 * 2**20  # rows per all-gather round: well under gRPC's message limits
-
-
-def batch_span(index: int, count: int, n: int, batch_size: int = 1) -> tuple[int, int]:
-    """(start, stop) of shard ``index`` of ``count`` of ``n`` rows cut at whole batches of
-    ``batch_size``: the batches are split as data.shards splits items, the last one may be short.
-
-    Example:
-        >>> [batch_span(r, 2, 900, 64) for r in range(2)]
-        [(0, 448), (448, 900)]
-    """
-    first, last = bounds(index, count, math.ceil(n / batch_size))
-    return min(n, first * batch_size), min(n, last * batch_size)
 
 
 class WorkerShards:
@@ -64,7 +52,7 @@ class WorkerShards:
 
     def span(self, n: int, batch_size: int = 1) -> tuple[int, int]:
         """This worker's rows of a split of ``n``."""
-        return batch_span(self.index, self.count, n, batch_size)
+        return Shard(self.index, self.count).span(n, batch_size)
 
     def fill(self, arrays, batch_size: int = 1, axis: int = 0) -> int:
         """Complete ``arrays`` (one array, or several of one dtype with as many rows), whose rows
@@ -79,7 +67,7 @@ class WorkerShards:
         n = arrays[0].shape[axis] if arrays else 0
         if self.count == 1 or not n:
             return 0
-        spans = [batch_span(r, self.count, n, batch_size) for r in range(self.count)]
+        spans = [Shard(r, self.count).span(n, batch_size) for r in range(self.count)]
         widths = [a.size // n for a in arrays]  # values per row of each array
         row_bytes = max(1, sum(widths) * arrays[0].itemsize)
         step = max(1, CHUNK_BYTES // (row_bytes * self.count))

@@ -103,7 +103,7 @@ def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, ba
         after: ``after(v)`` once view v is filled (the features pass over its activations).
         more: ``more(v, seconds_per_view) -> bool``, asked before every view after the first;
             False stops there (a deadline that one more view would overrun).
-        span: only rows [start, stop) (a worker's shard of whole batches; exchange.batch_span);
+        span: only rows [start, stop) (a worker's shard of whole batches; data.shards);
             None: all rows.
 
     Returns:
