@@ -16,7 +16,7 @@ run-directory path itself. Every write is atomic (imgclf.files). Layout of ``run
     run.json           time, image size, backbone, training path and cache sizes
     plan.json          the planner's recipe and expected seconds per stage, and what they took
     checkpoint.npz     the training state after the last epoch (removed once complete)
-    cache/             feature caches over the memory budget (train.cache_memory_mb)
+    cache/             images and feature caches over train.cache_memory_mb (removed once complete)
     export/            exported models, their labels and self-check metrics (export/metrics.json)
     eval-<data>/       metrics.json and plots/ of ``imgclf evaluate RUN --data <data>``
     COMPLETE           written last; a run without it is incomplete
@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -245,15 +246,12 @@ class RunRecord:
         with self.history_path.open(encoding="utf-8") as f:
             rows = [{k: (v if k == "phase" else (float(v) if v else math.nan)) for k, v in row.items()}
                     for row in csv.DictReader(f)]
-        for row in rows:
-            row["epoch"] = int(row["epoch"])
-        return rows
+        return [{**row, "epoch": int(row["epoch"])} for row in rows]
 
     def write_checkpoint(self, arrays: dict[str, np.ndarray]) -> None:
         """checkpoint.npz from named arrays (no pickles), atomically."""
-        with atomic_path(self.checkpoint_path, ".npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+        with atomic_path(self.checkpoint_path, ".npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
     def read_checkpoint(self) -> dict[str, np.ndarray]:
         """checkpoint.npz's arrays; a one-line ImgclfError if there is none or it is unreadable."""
@@ -267,8 +265,10 @@ class RunRecord:
         except Exception as exc:  # noqa: BLE001 -- truncated or edited: BadZipFile, EOFError, zlib.error...
             raise ImgclfError(f"{path}: unreadable checkpoint ({first_line(exc, 120)}); start the run again") from None
 
-    def remove_checkpoint(self) -> None:
+    def remove_resume_state(self) -> None:
+        """The checkpoint and the cache folder: only a resume of this run could use them."""
         self.checkpoint_path.unlink(missing_ok=True)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def write_run_info(self, info: dict) -> None:
         write_json_atomic(self.run_info_path, info)

@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -197,8 +196,7 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
     record.write_run_info(info)
     write_run_report(record, config_to_dict(cfg), history, metrics, info)
     record.mark_complete()
-    record.remove_checkpoint()
-    shutil.rmtree(record.cache_dir, ignore_errors=True)
+    record.remove_resume_state()
     if verbose and metrics:
         print(format_metrics(metrics))
         print(f"report: {record.report_path}")
