@@ -70,7 +70,7 @@ def checkpoint_seed(folder: Path) -> bytes:
     from imgclf.record import RunRecord
     from imgclf.training.checkpoint import TrainState, save_checkpoint
     state = TrainState("head", 1, False, [{"epoch": 1, "loss": 0.5}], {"best": 0.5, "best_epoch": 1, "wait": 0},
-                       {"current": 1e-3, "best": 0.5, "wait": 0}, weights=[np.ones((3, 2))], optimizer=[np.zeros(2)])
+                       {"current": 1e-3, "best": 0.5, "wait": 0}, 2, weights=[np.ones((3, 2))], optimizer=[np.zeros(2)])
     save_checkpoint(RunRecord(folder), state)
     return RunRecord(folder).checkpoint_path.read_bytes()
 

@@ -65,7 +65,7 @@ def test_the_decoder_never_opens_a_non_regular_file(tmp_path, target):
 def _state(**changes):
     import numpy as np
     from imgclf.training.checkpoint import TrainState
-    fields = dict(phase="head", phase_epochs=2, phase_done=False, rows=[{"epoch": 1}],
+    fields = dict(phase="head", phase_epochs=2, phase_total=4, phase_done=False, rows=[{"epoch": 1}],
                   stopper={"best": 0.5, "best_epoch": 1, "wait": 0}, schedule={"current": 1e-3, "best": 0.5, "wait": 0},
                   weights=[np.ones(3)], optimizer=[np.zeros(3)])
     return TrainState(**{**fields, **changes})
@@ -73,7 +73,8 @@ def _state(**changes):
 
 @pytest.mark.parametrize("changes, message", [
     (dict(phase="bogus"), "phase 'bogus' is not 'head' or 'fine_tune'"),
-    (dict(phase_epochs=10**9), "phase_epochs 1000000000 is not a whole number from 0 to 100000"),
+    (dict(phase_total=10**9), "phase_total 1000000000 is not a whole number from 0 to 100000"),
+    (dict(phase_epochs=5), "phase_epochs 5 is not a whole number from 0 to 4"),  # past the phase's own count
     (dict(phase_epochs=-1), "phase_epochs -1"),
     (dict(phase_epochs=1.5), "phase_epochs 1.5"),
     (dict(phase_done="yes"), "phase_done 'yes'"),
@@ -90,18 +91,18 @@ def test_an_edited_checkpoint_is_refused_in_one_line(tmp_path, changes, message)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_phase_epochs_beyond_the_configs_epochs_are_refused(tmp_path):
+def test_a_phase_longer_than_the_budget_may_stretch_the_configs_epochs_is_refused(tmp_path):
     from imgclf.config import load_config
     from imgclf.errors import ImgclfError
     from imgclf.record import RunRecord
     from imgclf.training.checkpoint import load_checkpoint, save_checkpoint
     record = RunRecord(tmp_path)
     record.write_config(load_config(None, {"train.epochs": 3}))
-    save_checkpoint(record, _state(phase_epochs=4))
-    with pytest.raises(ImgclfError, match="from 0 to 3"):
+    save_checkpoint(record, _state(phase_epochs=10, phase_total=10))
+    with pytest.raises(ImgclfError, match="phase_total 10 is not a whole number from 0 to 9"):
         load_checkpoint(record)
-    save_checkpoint(record, _state(phase_epochs=3))
-    assert load_checkpoint(record).phase_epochs == 3
+    save_checkpoint(record, _state(phase_epochs=7, phase_total=9))  # re-fitted past the config's 3 (budget.MAX_STRETCH)
+    assert load_checkpoint(record).phase_total == 9
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])

@@ -214,8 +214,9 @@ def test_a_machine_slower_than_planned_keeps_more_for_evaluating_and_saving():
     assert tiny.reserve == 20.0 and tiny.epoch_s["head"] == 0.5
 
 
-def _timed_phase(clock, epoch_s, epochs, deadline, schedule="constant", name="head"):
-    """fit_phase on a tiny model, each epoch costing ``epoch_s`` seconds of ``clock``."""
+def _timed_phase(clock, epoch_s, epochs, deadline, schedule="constant", name="head", killed_at=0, **resuming):
+    """fit_phase on a tiny model, each epoch costing ``epoch_s`` seconds of ``clock``; with
+    ``killed_at`` epoch k raises KeyboardInterrupt as it starts."""
     import keras
     import tensorflow as tf
 
@@ -227,10 +228,12 @@ def _timed_phase(clock, epoch_s, epochs, deadline, schedule="constant", name="he
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
 
     def batches(epoch):
+        if epoch + 1 == killed_at:
+            raise KeyboardInterrupt
         clock.now += epoch_s
         return data
     return fit_phase(Phase(model, batches, None, 2), name, TrainConfig(patience=50, schedule=schedule), 1e-2, epochs,
-                     EarlyStopping(50, model), EpochLog(verbose=False), None, deadline=deadline)
+                     EarlyStopping(50, model), EpochLog(verbose=False), None, deadline=deadline, **resuming)
 
 
 def test_a_slow_machine_cuts_epochs_instead_of_overrunning(capsys):
@@ -275,3 +278,23 @@ def test_time_left_over_grows_only_a_phase_whose_epochs_were_planned(stretch, ex
     deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 12.0}, clock=clock, stretch=stretch,
                         margin_s=10.0)
     assert len(_timed_phase(clock, 12, 4, deadline, "cosine", "fine_tune")) == (5 if stretch else 4)
+
+
+def test_a_stretched_phase_interrupted_resumes_to_its_stretched_count(tmp_path):
+    """Grown from 4 to 12 epochs and killed in the 7th, the run resumes (with no deadline, as
+    --resume does) to the 12 and the same falling rates, not to the config's 4."""
+    from imgclf.record import RunRecord
+    from imgclf.training.checkpoint import load_checkpoint
+
+    def deadline(clock):
+        return Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 5.0}, clock=clock, stretch=("fine_tune",),
+                        margin_s=10.0)
+    clock, record = FakeClock(), RunRecord(tmp_path)
+    whole = _timed_phase(clock, 5, 4, deadline(clock), "cosine", "fine_tune")
+    clock.now = 0
+    with pytest.raises(KeyboardInterrupt):
+        _timed_phase(clock, 5, 4, deadline(clock), "cosine", "fine_tune", killed_at=7, checkpoint=record)
+    state = load_checkpoint(record)
+    assert (state.phase_epochs, state.phase_total, state.phase_done) == (6, 12, False)
+    rows = _timed_phase(clock, 5, 4, None, "cosine", "fine_tune", checkpoint=record, resume=state, rows=list(state.rows))
+    assert [r["lr"] for r in rows] == pytest.approx([r["lr"] for r in whole]) and len(rows) == 12

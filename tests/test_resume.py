@@ -21,11 +21,11 @@ ARGS = ["--image-size", "32", "--epochs", "6", "--fine-tune-epochs", "3", "--bat
 def test_checkpoint_round_trip_and_errors(tmp_path):
     state = TrainState("fine_tune", 2, False, [{"phase": "head", "epoch": 1, "loss": 0.5}],
                        {"best": float("inf"), "best_epoch": 0, "wait": 1}, {"current": 1e-4, "best": 0.4, "wait": 0},
-                       weights=[np.arange(3.0), np.ones((2, 2))], optimizer=[np.array(7)], best_weights=None)
+                       3, weights=[np.arange(3.0), np.ones((2, 2))], optimizer=[np.array(7)], best_weights=None)
     save_checkpoint(RunRecord(tmp_path), state)
     back = load_checkpoint(RunRecord(tmp_path))
-    assert (back.phase, back.phase_epochs, back.rows, back.stopper, back.best_weights) == \
-        ("fine_tune", 2, state.rows, state.stopper, None)
+    assert (back.phase, back.phase_epochs, back.phase_total, back.rows, back.stopper, back.best_weights) == \
+        ("fine_tune", 2, 3, state.rows, state.stopper, None)
     np.testing.assert_array_equal(back.weights[1], np.ones((2, 2)))
     with pytest.raises(ImgclfError, match="no checkpoint"):
         load_checkpoint(RunRecord(tmp_path / "missing"))

@@ -26,6 +26,7 @@ from imgclf.training.probe import FINISH_S
 UNPLANNED = {"epochs": 10, "fine_tune_epochs": 5, "schedule": "plateau", "patience": 3}  # without a plan (plain, workers)
 DECODE_SAMPLE = 16
 STRETCH_MARGIN = 0.04  # share of the budget a phase leaves unspent when it grows into time left over
+MAX_STRETCH = 3  # a phase that grows into time left over runs at most this many times its planned epochs
 STAGE_NAMES = {"fixed": "set-up and report", "load": "loading images", "cache": "feature cache",
                "head": "head", "fine_tune": "fine-tuning", "predict": "test prediction"}
 
@@ -227,10 +228,10 @@ class Deadline:
               "for evaluating and saving)", flush=True)
         return True
 
-    def retarget(self, name: str, done: int, epochs: int, keep_s: float = 0.0, most: int = 0) -> int:
+    def retarget(self, name: str, done: int, epochs: int, keep_s: float = 0.0, planned: int = 0) -> int:
         """Phase ``name``'s epoch count after ``done`` epochs, from what its last epoch took:
         fewer when the rest would overrun (so a cosine schedule still reaches its floor rather
-        than being cut on a high rate), more, up to ``most``, when the phase is in ``stretch``
+        than being cut on a high rate), more, up to MAX_STRETCH x ``planned``, when the phase is in ``stretch``
         and the plan left time over (probes err both ways; 0.70-0.81 of photo budgets were
         used before). Says so when it changes."""
         last = self.epoch_s.get(name, 0.0)
@@ -240,7 +241,7 @@ class Deadline:
         # a phase's first epoch also traces: too long to shrink on, a safe side to grow on
         wanted = min(epochs, done + max(0, int(room // last))) if done > 1 else epochs
         if wanted == epochs and name in self.stretch:
-            wanted = max(epochs, min(most, done + max(0, int((room - self.margin_s) // last))))
+            wanted = max(epochs, min(MAX_STRETCH * planned, done + max(0, int((room - self.margin_s) // last))))
         if wanted != epochs:
             what = "head phase" if name == "head" else "fine-tuning"
             print(f"budget: {what} {epochs} -> {wanted} epochs: about {last:.0f} s each, {self.left():.0f} s "

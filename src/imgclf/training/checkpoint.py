@@ -2,8 +2,9 @@
 
 One ``checkpoint.npz`` (written and read by the run record, atomically) holds everything needed
 to continue: the model's weights, the optimizer's state, the best weights early stopping has
-kept, and (as JSON) the phase, the epochs done in it, the history so far, and the
-early-stopping and schedule state. This module owns what those arrays mean.
+kept, and (as JSON) the phase, the epochs done in it and its epoch count (re-fitted by the
+budget), the history so far, and the early-stopping and schedule state. This module owns what
+those arrays mean.
 
 Example:
     >>> save_checkpoint(RunRecord("runs/a"), state)
@@ -19,8 +20,9 @@ import numpy as np
 
 from imgclf.errors import ImgclfError
 from imgclf.record import RunRecord
+from imgclf.training.budget import MAX_STRETCH
 
-FORMAT = 1
+FORMAT = 2  # 2: phase_total
 MAX_EPOCHS = 100_000  # the bound on phase_epochs when the config leaves a phase's epochs open
 
 
@@ -34,6 +36,7 @@ class TrainState:
     rows: list[dict]  # the history of both phases so far
     stopper: dict  # EarlyStopping's best, best_epoch, wait
     schedule: dict  # Schedule's current, best, wait
+    phase_total: int  # that phase's epoch count (the budget may have re-fitted the configured one)
     weights: list[np.ndarray] = field(repr=False, default_factory=list)
     optimizer: list[np.ndarray] = field(repr=False, default_factory=list)
     best_weights: list[np.ndarray] | None = field(repr=False, default=None)
@@ -87,9 +90,11 @@ def _invalid(state: TrainState, train) -> str | None:
     limits = {"head": train and train.epochs, "fine_tune": train and train.fine_tune_epochs}
     if state.phase not in limits:
         return f"phase {state.phase!r} is not 'head' or 'fine_tune'"
-    limit = limits[state.phase] if limits[state.phase] is not None else MAX_EPOCHS
-    if type(state.phase_epochs) is not int or not 0 <= state.phase_epochs <= limit:
-        return f"phase_epochs {state.phase_epochs!r} is not a whole number from 0 to {limit}"
+    limit = MAX_STRETCH * limits[state.phase] if limits[state.phase] is not None else MAX_EPOCHS
+    if type(state.phase_total) is not int or not 0 <= state.phase_total <= limit:
+        return f"phase_total {state.phase_total!r} is not a whole number from 0 to {limit}"
+    if type(state.phase_epochs) is not int or not 0 <= state.phase_epochs <= state.phase_total:
+        return f"phase_epochs {state.phase_epochs!r} is not a whole number from 0 to {state.phase_total}"
     if type(state.phase_done) is not bool:
         return f"phase_done {state.phase_done!r} is not true or false"
     if not (isinstance(state.rows, list) and all(isinstance(row, dict) for row in state.rows)):

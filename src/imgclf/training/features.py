@@ -115,11 +115,7 @@ def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, ba
 
         from imgclf.data.augment import reseed
         # a tf.function: ~1.4x faster than calling it eagerly
-        call = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
-
-        def augment(x, key):  # draws that depend on the seed, view and batch alone: a worker's
-            reseed(augmenter, key)  # shard gets the rows one process makes
-            return call(x)
+        augment = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
     first, last = span or (0, len(images))
     batches = math.ceil(len(images) / batch_size)
     began = time.perf_counter()
@@ -128,8 +124,9 @@ def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, ba
             return v
         for start in range(first, last, batch_size):
             x = np.asarray(images[start:min(last, start + batch_size)], np.float32)
-            if v and augment is not None:
-                x = augment(x, v * batches + start // batch_size)
+            if v and augment is not None:  # draws that depend on the seed, view and batch alone:
+                reseed(augmenter, v * batches + start // batch_size)  # a worker's shard gets one process's rows
+                x = augment(x)
             out[v, start:start + len(x)] = np.asarray(fn(x))
         if after is not None:
             after(v)

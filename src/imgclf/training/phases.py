@@ -230,7 +230,7 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``.
     With a ``deadline`` the phase ends before an epoch that would not leave ``keep_s`` seconds
     (and the deadline's reserve) at its end, and after each epoch its count is re-fitted to the
-    time left (Deadline.retarget: at most three times ``epochs``), the schedule spread over the new count."""
+    time left (Deadline.retarget: at most budget.MAX_STRETCH times ``epochs``), the schedule spread over the new count."""
     rows = [] if rows is None else rows
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the optimizer's slots must be mirrored like the weights
@@ -244,8 +244,8 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     if resume is not None:
         _restore_optimizer(optimizer, resume, resume.optimizer)
         schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
-    last = done if resume and resume.phase_done else epochs
-    with PhaseProgress(name, epochs, phase.steps, log.verbose) as progress:
+    last = schedule.epochs = (done if resume.phase_done else resume.phase_total) if resume else epochs
+    with PhaseProgress(name, last, phase.steps, log.verbose) as progress:
         i = done  # epochs of this phase done
         while i < last and not (deadline is not None and deadline.ends_phase(name, i, last, keep_s)):
             optimizer.learning_rate.assign(schedule.at_epoch(i))
@@ -261,10 +261,10 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
             log.on_epoch(row)
             progress.epoch_done(f"{name} {i + 1}/{last}  " + _summary(row))
             if deadline is not None and not stop:  # fewer or more epochs, the schedule re-spread over them
-                last = schedule.epochs = deadline.retarget(name, i + 1, last, keep_s, 3 * epochs)
+                last = schedule.epochs = deadline.retarget(name, i + 1, last, keep_s, epochs)
                 progress.resize(last)
             if checkpoint is not None:
-                _save(checkpoint, name, i + 1, stop or i + 1 == last, rows, stopper, schedule, optimizer)
+                _save(checkpoint, name, (i + 1, last), stop or i + 1 == last, rows, stopper, schedule, optimizer)
             if stop:
                 progress.epoch_done(f"  early stop: no improvement for {stopper.patience} epochs "
                                     f"(best epoch {stopper.best_epoch})")
@@ -289,9 +289,9 @@ def _restore_optimizer(optimizer, resume, values) -> None:
         variable.assign(value)
 
 
-def _save(record, name, phase_epochs, phase_done, rows, stopper, schedule, optimizer) -> None:
+def _save(record, name, progress, phase_done, rows, stopper, schedule, optimizer) -> None:
     save_checkpoint(record, TrainState(
-        phase=name, phase_epochs=phase_epochs, phase_done=phase_done, rows=rows,
+        phase=name, phase_epochs=progress[0], phase_total=progress[1], phase_done=phase_done, rows=rows,
         stopper={"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait},
         schedule={"current": schedule.current, "best": schedule.best, "wait": schedule.wait},
         weights=stopper.model.get_weights(), optimizer=[v.numpy() for v in optimizer.variables],
