@@ -29,6 +29,7 @@ TRIALS = {
     "colour jitter (contrast 0.2, brightness 0.1)": ["--set", "data.augment.contrast=0.2",
                                                      "--set", "data.augment.brightness=0.1"],
     "fine-tune lr 3e-4": ["--fine-tune-lr", "3e-4"],
+    "fine-tune lr 3e-4 + label smoothing 0.1": ["--fine-tune-lr", "3e-4", "--label-smoothing", "0.1"],
 }
 
 

@@ -17,7 +17,7 @@ TRAIN_FLAGS = [
     ("--epochs", "train.epochs", int, "phase 1 (head only) epochs at most (default: planned)"),
     ("--fine-tune-epochs", "train.fine_tune_epochs", int, "phase 2 epochs at most; 0 skips fine-tuning (default: planned)"),
     ("--lr", "train.lr", float, "phase 1 learning rate (default 1e-3)"),
-    ("--fine-tune-lr", "train.fine_tune_lr", float, "phase 2 learning rate (default 1e-4)"),
+    ("--fine-tune-lr", "train.fine_tune_lr", float, "phase 2 learning rate (default 3e-4)"),
     ("--batch-size", "data.batch_size", int, "images per batch (default 32)"),
     ("--seed", "seed", int, "one seed for split, shuffle, augmentation and initialisation (default 42)"),
     ("--name", "name", str, "run name: the run goes to RUNS_DIR/NAME (default: the data folder's name)"),
