@@ -69,7 +69,7 @@ def main() -> int:
     clf = exporter.clf
     splits = {}
     reference_test, test_images, _ = exporter.held_out()
-    dataset = exporter._dataset
+    dataset = exporter.dataset
     val_images = load_images(dataset.paths["val"], clf.image_size)
     val_labels = dataset.labels_for(clf.class_names, "val")
     splits["val"] = (evaluate_on(clf, val_images, val_labels, intervals=False), val_images)
@@ -80,7 +80,7 @@ def main() -> int:
     for name in args.variants.split(","):
         count, aug, denylist = recipes[name]
         started = time.time()
-        calibration = exporter._calibration(count)
+        calibration = exporter.calibration(count)
         if aug:
             calibration = augmented(calibration, exporter.cfg)
         data = convert(model, calibration, denylist)

@@ -122,7 +122,7 @@ class Exporter:
             print(f"{fmt.name}: converting ({dest})", flush=True)
         remove_stale_temps(dest.parent, [dest.name, f"{dest.name}.json", LABELS_FILE])  # of an export killed before
         with (atomic_dir(dest) if fmt.is_dir else atomic_path(dest, fmt.suffix)) as tmp:
-            calibration = self._calibration(calibration_images) if fmt.calibrated else None
+            calibration = self.calibration(calibration_images) if fmt.calibrated else None
             model, folded = self.tempered()
             record["temperature_in_graph"] = folded
             fmt.convert(ExportJob(model, tmp, record, list(self.clf.class_names), calibration,
@@ -174,14 +174,20 @@ class Exporter:
         self.record.update_export_metrics(format, metrics)
         self._refresh_report()
 
+    @property
+    def dataset(self):
+        """The run's split (split.csv), read on first use."""
+        if self._dataset is None:
+            self._dataset = load_dataset(self.record.split_path, max_pixels=self.cfg.data.max_pixels)
+        return self._dataset
+
     def held_out(self):
         """(the Keras model's Evaluation, the images, the split's name) on the test split, or
         the validation split without one; computed once."""
         if self._held_out is None:
-            self._dataset = load_dataset(self.record.split_path, max_pixels=self.cfg.data.max_pixels)
-            split = held_out_split(self._dataset, self.record, ("test", "val"))
-            labels = self._dataset.labels_for(self.clf.class_names, split)
-            images = load_images(self._dataset.paths[split], self.clf.image_size, max_pixels=self.cfg.data.max_pixels)
+            split = held_out_split(self.dataset, self.record, ("test", "val"))
+            labels = self.dataset.labels_for(self.clf.class_names, split)
+            images = load_images(self.dataset.paths[split], self.clf.image_size, max_pixels=self.cfg.data.max_pixels)
             reference = evaluate_on(self.clf, images, labels, top_k=self.cfg.train.top_k, intervals=False)
             self._held_out = (reference, images, split)
         return self._held_out
@@ -193,9 +199,9 @@ class Exporter:
         write_run_report(self.record, config_to_dict(self.cfg), self.record.read_history(),
                          self.record.read_metrics() or None, self.record.read_run_info())
 
-    def _calibration(self, count: int) -> np.ndarray:
-        """A seeded sample of at most ``count`` training images."""
-        paths = self._dataset.paths["train"]
+    def calibration(self, count: int) -> np.ndarray:
+        """A seeded sample of at most ``count`` training images (int8 calibration)."""
+        paths = self.dataset.paths["train"]
         rng = np.random.default_rng(self.cfg.seed)
         chosen = sorted(rng.choice(len(paths), size=min(max(1, count), len(paths)), replace=False)) if paths else []
         return load_images([paths[i] for i in chosen], self.clf.image_size, max_pixels=self.cfg.data.max_pixels)
