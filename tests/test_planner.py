@@ -298,3 +298,18 @@ def test_a_stretched_phase_interrupted_resumes_to_its_stretched_count(tmp_path):
     assert (state.phase_epochs, state.phase_total, state.phase_done) == (6, 12, False)
     rows = _timed_phase(clock, 5, 4, None, "cosine", "fine_tune", checkpoint=record, resume=state, rows=list(state.rows))
     assert [r["lr"] for r in rows] == pytest.approx([r["lr"] for r in whole]) and len(rows) == 12
+
+
+def test_a_count_that_keeps_moving_the_same_way_is_said_once(capsys):
+    """Each epoch slower than the last shrinks the phase again: one line says it; a later turn
+    the other way (time left over) is said again, with sub-10-s epochs to a tenth."""
+    clock = FakeClock()
+    deadline = Deadline(end=100.0, reserve_s=10.0, epoch_s={}, clock=clock, stretch=("fine_tune",))
+    moves = [(20, 2, 10.0, 20, 9), (40, 3, 20.0, 9, 5), (45, 4, 1.0, 5, 49)]  # now, done, last epoch, count, re-fitted
+    for now, done, last, epochs, expected in moves:
+        clock.now = now
+        deadline.observe("fine_tune", last)
+        assert deadline.retarget("fine_tune", done, epochs, planned=20) == expected
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("budget:")]
+    assert [line.split(":")[1].split(" epochs")[0] for line in lines] == [" fine-tuning 20 -> 9", " fine-tuning 5 -> 49"]
+    assert "about 1.0 s each" in lines[1]
