@@ -119,7 +119,9 @@ def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
     workers = loopback_workers(2)
     procs = [_worker(workers, i, tmp_path / f"w{i}.npz", tmp_path / "digits", tmp_path / "runs", extra)
              for i in range(2)]
-    (chief, _), (other, _) = [_finish(p) for p in procs]
+    (chief, chief_err), (other, other_err) = [_finish(p) for p in procs]
+    for err in (chief_err, other_err):  # no TensorFlow warning per all-gather, no peer "crash" at the end
+        assert "eagerly has significant overhead" not in err and "have crashed" not in err, err[-2000:]
     info = json.loads((tmp_path / "runs" / "mw" / "run.json").read_text())
     assert (info["strategy"], info["replicas"]) == ("MultiWorkerMirroredStrategy", 2)
     assert other["run_dir"] == "None" and chief["run_dir"] == str(tmp_path / "runs" / "mw")

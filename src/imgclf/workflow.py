@@ -159,6 +159,7 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     """Train, save, evaluate, report, mark complete: the part of a run that resume repeats.
     A non-chief worker (``record`` is then a scratch folder) stops after training."""
     from imgclf.training.distribute import lost_peers
+    from imgclf.training.exchange import WorkerShards
     from imgclf.training.history import HistoryWriter
     from imgclf.training.phases import fit_two_phase
     from imgclf.training.prepare import load_split_images, phase_data_for
@@ -172,7 +173,10 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
         history = fit_two_phase(job.net, cfg.train, phase_data, log, weights, checkpoint=record,
                                 resume=resume, strategy=strategy, deadline=deadline)
     probs = _cached_probs(phase_data, arrays) if cache_stats else None
+    shards = WorkerShards(cluster, strategy)
     if not cluster.is_chief:
+        with lost_peers(cluster, "RUN"):
+            shards.barrier()  # the chief writes the run meanwhile
         return TrainResult(None, job.net.model, dataset.class_names, history, None)
     record.save_model(job.net.model)
     evaluation, calibration = _evaluate_test(job, record, arrays, probs)
@@ -185,6 +189,7 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
         from imgclf.training.budget import actual_stages
         record.write_plan({"plan": job.plan.to_dict(), "actual": actual_stages(job.started, info, history)})
     _finish(record, cfg, history, metrics, info, verbose)
+    shards.barrier()  # the run is whole: the other workers may go
     return TrainResult(record.path, job.net.model, dataset.class_names, history, metrics)
 
 

@@ -108,9 +108,18 @@ class WorkerShards:
         self.fill(out, batch_size)
         return out
 
+    def barrier(self) -> None:
+        """Return once every worker has called it (one tiny all-gather): the other workers wait
+        for the chief to write the run, so none leaves while the chief still works (the chief's
+        coordination service then logged the departed worker as a crashed task on stderr)."""
+        if self.count > 1:
+            self._all_gather(np.zeros(1, np.float32))
+
     def _all_gather(self, local: np.ndarray) -> np.ndarray:
         """The concatenation, in worker order, of every worker's ``local`` (sizes may differ,
-        empty included). With several replicas on one worker only its first contributes."""
+        empty included). With several replicas on one worker only its first contributes. Run
+        eagerly (a few calls a run, each of other data): TensorFlow's warning that eager
+        collectives are slow, printed at every call, is held back."""
         import tensorflow as tf
         strategy = self.strategy
         per_worker = max(1, strategy.num_replicas_in_sync // self.count)
@@ -122,5 +131,11 @@ class WorkerShards:
         def gather(x):
             return tf.distribute.get_replica_context().all_gather(x, axis=0)
 
-        values = strategy.experimental_distribute_values_from_function(value)
-        return strategy.experimental_local_results(strategy.run(gather, args=(values,)))[0].numpy()
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            values = strategy.experimental_distribute_values_from_function(value)
+            return strategy.experimental_local_results(strategy.run(gather, args=(values,)))[0].numpy()
+        finally:
+            logger.setLevel(level)
