@@ -111,7 +111,11 @@ class KerasRuntime(Runtime):
     def __call__(self, batch):
         if self._compiled is None:
             import tensorflow as tf
-            self._compiled = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+            # One trace for every batch size (the last, smaller batch of a file list would trace
+            # again, a second or more of a short job's start); the same graph for every batch
+            # also keeps one process's probabilities and its shards' the same.
+            spec = tf.TensorSpec([None, *self.model.input_shape[1:]], tf.float32)
+            self._compiled = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
         return np.asarray(self._compiled(np.asarray(batch, np.float32)))
 
 
