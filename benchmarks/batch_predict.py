@@ -2,8 +2,9 @@
 one process on one core, on the same images; then `--merge` and a byte-for-byte comparison with
 the single process's output.
 
-The images are Fashion-MNIST PNGs (`imgclf datasets fashion-mnist`, the training split), the
-model any run or exported model. Wall times include each process's start (TensorFlow import,
+The images are Fashion-MNIST PNGs (`imgclf datasets fashion-mnist`, the training split) or,
+with `--folder`, any folder's (photo-sized JPEGs: each image is then work enough that the
+processes' start matters less); the model any run or exported model. Wall times include each process's start (TensorFlow import,
 model load), as a job scheduler's would. On a machine shared with other jobs the wall times
 follow the load, so each process's own CPU seconds are printed too: with a core to itself a
 process's wall time is its CPU time, so the slower shard's CPU time over the single process's
@@ -11,6 +12,8 @@ is the wall ratio on idle cores.
 
 Example:
     python benchmarks/batch_predict.py runs/digits96 --images 10000
+    python benchmarks/photos.py /tmp/photos10k --train 10000 --val 0 --test 0
+    python benchmarks/batch_predict.py runs/photos160 --folder /tmp/photos10k
 """
 from __future__ import annotations
 
@@ -49,17 +52,20 @@ def main() -> None:
     parser.add_argument("run", help="a run directory or exported model")
     parser.add_argument("--images", type=int, default=10_000, help="how many images (a multiple of 10)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--folder", type=Path, help="predict this folder's images instead (e.g. photo-sized JPEGs "
+                        "from benchmarks/photos.py); --images is then ignored")
     args = parser.parse_args()
     cores = [str(c) for c in sorted(os.sched_getaffinity(0))]
     if len(cores) < 2:
         raise SystemExit("needs two cores")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        subprocess.run([sys.executable, "-m", "imgclf", "datasets", "fashion-mnist", str(tmp / "fm"),
-                        "--train-per-class", str(args.images // 10), "--test-per-class", "1"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        images = tmp / "fm" / "train"
-        count = sum(1 for _ in images.rglob("*.png"))
+        images = args.folder or tmp / "fm" / "train"
+        if not args.folder:
+            subprocess.run([sys.executable, "-m", "imgclf", "datasets", "fashion-mnist", str(tmp / "fm"),
+                            "--train-per-class", str(args.images // 10), "--test-per-class", "1"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        count = sum(1 for p in images.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         print(f"{count} images, model {args.run}, cores {cores[:2]}")
         for repeat in range(args.repeats):
             for f in tmp.glob("*.csv"):

@@ -14,6 +14,8 @@ shared: CPU over wall says how much of a core each got), and the ratios N worker
 
 Example:
     python benchmarks/multi_worker.py --workers 2 --epochs 3 --fine-tune-epochs 2
+    python benchmarks/photos.py /tmp/photos-s --train 1500 --val 300 --test 300
+    python benchmarks/multi_worker.py --data /tmp/photos-s --image-size 160
 """
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
     flags = ["train", str(data), "--runs-dir", str(runs), "--name", name, "--quiet",
              "--image-size", str(args.image_size), "--epochs", str(args.epochs),
              "--fine-tune-epochs", str(args.fine_tune_epochs), "--batch-size", str(args.batch_size),
+             "--views", str(args.views), "--fine-tune-blocks", str(args.fine_tune_blocks),
+             # every value the planner would choose is fixed, so both configurations run one recipe
+             "--schedule", "cosine", "--set", f"train.runtime={args.runtime}",
              "--patience", "1000", "--seed", str(args.seed)] + (["--plain"] if args.plain else [])
     workers = loopback_workers(n) if n > 1 else ""
     procs, logs = [], []
@@ -89,23 +94,29 @@ def run(n: int, data: Path, runs: Path, name: str, args) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist-1k")
+    p.add_argument("--data", type=Path, help="an existing train/ val/ test/ tree instead of --dataset (e.g. the "
+                   "photo-sized set of benchmarks/photos.py)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--fine-tune-epochs", type=int, default=2)
+    p.add_argument("--views", type=int, default=3, help="cached views, fixed so that no configuration plans its own")
+    p.add_argument("--fine-tune-blocks", type=int, default=3)
+    p.add_argument("--runtime", choices=("tf", "tflite"), default="tflite", help="the feature cache's runtime")
     p.add_argument("--batch-size", type=int, default=32, help="the global batch, the same for every configuration")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--plain", action="store_true", help="the plain path (the whole network every epoch)")
     p.add_argument("--single-cores", type=int, choices=(0, 1), default=1,
                    help="1: pin the one process to worker 0's cores (the issue's comparison); 0: every core")
     p.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "imgclf-bench-data")
+    p.add_argument("--keep-runs", action="store_true", help="keep the run folders and logs (printed)")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
-    data = prepare_data(args.dataset, args.data_dir, 0.1, args.seed)
+    data = args.data or prepare_data(args.dataset, args.data_dir, 0.1, args.seed)
     runs, load = Path(tempfile.mkdtemp(prefix="imgclf-mw-")), os.getloadavg()
     results = [run(n, data, runs, f"w{n}", args) for n in (1, args.workers)]
     one, many = results
-    print(f"{args.dataset}, {args.image_size} px, {'plain' if args.plain else 'cached'} path, global batch "
+    print(f"{args.data or args.dataset}, {args.image_size} px, {'plain' if args.plain else 'cached'} path, global batch "
           f"{args.batch_size}, {args.epochs}+{args.fine_tune_epochs} epochs, {os.cpu_count()} cores, "
           f"load average at the start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at the end "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
@@ -125,7 +136,10 @@ def main(argv=None) -> dict:
         if one[f"{phase}_steady_s"] and many[f"{phase}_steady_s"]:
             print(f"{phase} steady-epoch speed-up of {args.workers} workers: "
                   f"{one[f'{phase}_steady_s'] / many[f'{phase}_steady_s']:.2f}x")
-    shutil.rmtree(runs, ignore_errors=True)
+    if args.keep_runs:
+        print(f"runs kept in {runs}")
+    else:
+        shutil.rmtree(runs, ignore_errors=True)
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
