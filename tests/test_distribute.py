@@ -224,3 +224,18 @@ def test_two_workers_each_cache_their_shard_and_the_exchanged_cache_is_one_proce
         np.testing.assert_array_equal(w0[key], one[key], err_msg=key)
         np.testing.assert_array_equal(w1[key], one[key], err_msg=key)
     assert not np.array_equal(one["feats"][1], one["feats"][2])  # augmented views differ
+
+
+def test_the_chiefs_last_barrier_does_not_fail_a_written_run_when_a_worker_is_gone(monkeypatch):
+    import tensorflow as tf
+
+    from imgclf.training.distribute import Cluster
+    from imgclf.training.exchange import WorkerShards
+    shards = WorkerShards(Cluster(("127.0.0.1:1", "127.0.0.1:2"), 0), strategy=None)
+
+    def gone(local):
+        raise tf.errors.UnavailableError(None, None, "task 1 is gone")
+    monkeypatch.setattr(shards, "_all_gather", gone)
+    shards.barrier(gone_ok=True)  # the chief: its run is written, nothing is missing
+    with pytest.raises(tf.errors.UnavailableError):
+        shards.barrier()  # another worker: the chief is gone before writing the run

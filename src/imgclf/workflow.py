@@ -189,7 +189,7 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
         from imgclf.training.budget import actual_stages
         record.write_plan({"plan": job.plan.to_dict(), "actual": actual_stages(job.started, info, history)})
     _finish(record, cfg, history, metrics, info, verbose)
-    shards.barrier()  # the run is whole: the other workers may go
+    shards.barrier(gone_ok=True)  # the run is whole: the other workers may go
     return TrainResult(record.path, job.net.model, dataset.class_names, history, metrics)
 
 

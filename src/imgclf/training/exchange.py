@@ -108,12 +108,19 @@ class WorkerShards:
         self.fill(out, batch_size)
         return out
 
-    def barrier(self) -> None:
+    def barrier(self, gone_ok: bool = False) -> None:
         """Return once every worker has called it (one tiny all-gather): the other workers wait
         for the chief to write the run, so none leaves while the chief still works (the chief's
-        coordination service then logged the departed worker as a crashed task on stderr)."""
-        if self.count > 1:
+        coordination service then logged the departed worker as a crashed task on stderr).
+        ``gone_ok``: a worker that is gone already is no error (the chief, its run written)."""
+        if self.count == 1:
+            return
+        import tensorflow as tf
+        try:
             self._all_gather(np.zeros(1, np.float32))
+        except tf.errors.OpError:
+            if not gone_ok:
+                raise
 
     def _all_gather(self, local: np.ndarray) -> np.ndarray:
         """The concatenation, in worker order, of every worker's ``local`` (sizes may differ,
