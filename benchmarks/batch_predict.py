@@ -4,8 +4,8 @@ the single process's output.
 
 The images are Fashion-MNIST PNGs (`imgclf datasets fashion-mnist`, the training split) or,
 with `--folder`, any folder's (photo-sized JPEGs: each image is then work enough that the
-processes' start matters less); the model any run or exported model. Wall times include each process's start (TensorFlow import,
-model load), as a job scheduler's would. On a machine shared with other jobs the wall times
+processes' start matters less); the model any run or exported model. Wall times include each
+process's start (TensorFlow import, model load), as a job scheduler's would. On a machine shared with other jobs the wall times
 follow the load, so each process's own CPU seconds are printed too: with a core to itself a
 process's wall time is its CPU time, so the slower shard's CPU time over the single process's
 is the wall ratio on idle cores.
@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from imgclf.data.images import IMAGE_EXTENSIONS
 
 
 def predict(run: str, images: Path, out: Path, cores: list[str], shards: int, threads: int) -> tuple[float, list]:
@@ -65,7 +67,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "imgclf", "datasets", "fashion-mnist", str(tmp / "fm"),
                             "--train-per-class", str(args.images // 10), "--test-per-class", "1"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        count = sum(1 for p in images.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        count = sum(1 for p in images.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)  # what predict reads
         print(f"{count} images, model {args.run}, cores {cores[:2]}")
         for repeat in range(args.repeats):
             for f in tmp.glob("*.csv"):

@@ -157,7 +157,8 @@ def _as_worker(job: Job, verbose, strategy, cluster, resume=None) -> TrainResult
 def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=None,
              cluster: Cluster = Cluster(), deadline=None) -> TrainResult:
     """Train, save, evaluate, report, mark complete: the part of a run that resume repeats.
-    A non-chief worker (``record`` is then a scratch folder) stops after training."""
+    A non-chief worker (``record`` is then a scratch folder) stops after training and the
+    test predictions, and waits for the chief to write the run."""
     from imgclf.training.distribute import lost_peers
     from imgclf.training.exchange import WorkerShards
     from imgclf.training.history import HistoryWriter
