@@ -311,6 +311,32 @@ def test_images_over_the_memory_budget_are_read_from_the_runs_disk(net, tmp_path
         np.testing.assert_array_equal(np.asarray(streamed[split]), held[split])
 
 
+@pytest.mark.parametrize("cache_memory_mb", [1024, 0], ids=["in-memory", "on-disk"])
+def test_a_worker_of_several_decodes_only_its_shards(net, tmp_path, cache_memory_mb):
+    """On the cached path worker r of R holds only its shard of each split decoded (whole
+    64-image batches, those the cache and the predictions read); reading any row still gives
+    the pixels one process decodes. The plain path (every worker reads every batch) decodes all."""
+    from imgclf.data.shards import ShardImages
+    from imgclf.record import RunRecord
+    from imgclf.training.distribute import Cluster
+    from imgclf.training.exchange import WorkerShards
+    from imgclf.training.features import BATCH
+    from imgclf.training.prepare import load_split_images
+    job = _photo_job(tmp_path / "a", net, cache_memory_mb=cache_memory_mb)
+    job.dataset.paths["train"] = job.dataset.paths["train"] * 20  # 120 rows: two batches of 64
+    job.dataset.labels["train"] = np.tile(job.dataset.labels["train"], 20)
+    one = load_split_images(job, RunRecord(tmp_path / "one"))
+    shards = WorkerShards(Cluster(("a:1", "b:2"), 1))
+    mine = load_split_images(job, RunRecord(tmp_path / "w1"), shards)
+    assert isinstance(mine["train"], ShardImages) and (mine["train"].start, mine["train"].stop) == (BATCH, 120)
+    for split in mine:
+        np.testing.assert_array_equal(np.asarray(mine[split]), np.asarray(one[split]))
+    plain = dataclasses.replace(job, cfg=dataclasses.replace(
+        job.cfg, train=dataclasses.replace(job.cfg.train, feature_cache=False)))
+    assert not any(isinstance(a, ShardImages) for a in load_split_images(plain, RunRecord(tmp_path / "p"),
+                                                                         shards).values())
+
+
 def test_a_cache_that_fits_nowhere_falls_back_alone_but_stops_a_cluster(net, tmp_path, monkeypatch, capsys):
     """One process trains on the plain path instead; a worker of several must not (its peers
     would wait on the cached path's steps), so it stops with one line."""

@@ -35,6 +35,55 @@ def test_shards_cut_on_whole_units(n, count, unit):
     assert max(sizes) - min(sizes) <= unit
 
 
+def _jpegs(folder, n, side=40):
+    import numpy as np
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = [folder / f"{i}.jpg" for i in range(n)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 255, (side, side + 8, 3), dtype=np.uint8)).save(path)
+    return [str(p) for p in paths]
+
+
+def test_shard_images_decode_their_rows_now_and_any_other_when_read(tmp_path, monkeypatch):
+    """A worker decodes only its shard; every read (slices, index arrays, one row, the whole)
+    gives the very pixels of decoding everything, and only the rows it needs are decoded."""
+    import numpy as np
+
+    from imgclf.data import arrays, load_images
+    from imgclf.data.shards import ShardImages
+    paths = _jpegs(tmp_path, 10)
+    whole = load_images(paths, 24)
+    read = []
+    real = arrays.read_image
+    monkeypatch.setattr(arrays, "read_image", lambda path, *a: read.append(path) or real(path, *a))
+    x = load_images(paths, 24, rows=(3, 7))
+    assert isinstance(x, ShardImages) and x.shape == whole.shape and len(x) == 10
+    assert sorted(read) == sorted(paths[3:7]) and x.nbytes == 4 * 24 * 24 * 3
+    read.clear()
+    np.testing.assert_array_equal(x[3:7], whole[3:7])
+    np.testing.assert_array_equal(x[[5, 3]], whole[[5, 3]])
+    assert not read  # inside the shard: nothing decoded again
+    np.testing.assert_array_equal(x[[8, 4, 0]], whole[[8, 4, 0]])
+    assert sorted(read) == [paths[0], paths[8]]
+    np.testing.assert_array_equal(x[-1], whole[-1])
+    np.testing.assert_array_equal(x[1:9:3], whole[1:9:3])
+    np.testing.assert_array_equal(np.asarray(x), whole)
+    assert x[5:5].shape == (0, 24, 24, 3)
+    assert load_images(paths, 24, rows=(0, 10)).__class__ is np.ndarray  # the whole list: a plain array
+
+
+def test_a_row_outside_the_shard_that_no_longer_decodes_is_one_line(tmp_path):
+    from imgclf.data import load_images
+    paths = _jpegs(tmp_path, 4)
+    x = load_images(paths, 24, rows=(0, 2))
+    with open(paths[3], "wb") as f:
+        f.write(b"not a jpeg")
+    with pytest.raises(ImgclfError, match=r"3\.jpg: .*did it change since the dataset was loaded"):
+        x[[1, 3]]
+
+
 def test_a_resumed_output_keeps_whole_batches(tmp_path):
     paths = [f"{i}.png" for i in range(7)]
     out = tmp_path / "p.csv"

@@ -165,7 +165,7 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     from imgclf.training.phases import fit_two_phase
     from imgclf.training.prepare import load_split_images, phase_data_for
     cfg, dataset, started = job.cfg, job.dataset, time.time()
-    arrays = load_split_images(job, record)
+    arrays = load_split_images(job, record, WorkerShards(cluster, strategy))
     phase_data, cache_stats = phase_data_for(job, arrays, record.cache_dir, verbose, deadline, cluster, strategy)
     weights = (data_mod.class_weights(dataset.labels["train"], dataset.num_classes)
                if cfg.train.class_weights == "balanced" else None)

@@ -100,7 +100,7 @@ def map_threads(fn: Callable[[T], R], items: Sequence[T], workers: int | None = 
 def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 cache_dir: str | os.PathLike | None = None, workers: int | None = None,
                 decoded: Mapping[str, "Image.Image"] | None = None, lazy: bool = False,
-                streamed: bool = False) -> np.ndarray:
+                streamed: bool = False, rows: tuple[int, int] | None = None) -> np.ndarray:
     """Decode and squash every image to ``image_size`` once, in a thread pool.
 
     With ``cache_dir`` the pixels go to a ``.npy`` file keyed by a hash of the paths, their
@@ -118,6 +118,8 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
             :class:`ResizedImages` over them, which resizes a batch when it is read.
         streamed: with ``cache_dir``, return a :class:`DiskImages` (read with plain file reads,
             nothing mapped) instead of a memmap.
+        rows: (start, stop): decode only these rows now (a worker's shard) and return a
+            data.shards.ShardImages, which decodes any other row when it is read.
 
     Returns:
         uint8 array (N, image_size, image_size, 3); a read-only memmap when cached (a
@@ -131,6 +133,11 @@ def load_images(paths: Sequence[str | os.PathLike], image_size: int, *, max_pixe
         (800, 96, 96, 3)
     """
     paths = [str(p) for p in paths]
+    if rows is not None and tuple(rows) != (0, len(paths)):
+        from imgclf.data.shards import ShardImages
+        held = load_images(paths[rows[0]:rows[1]], image_size, max_pixels=max_pixels, cache_dir=cache_dir,
+                           workers=workers, decoded=decoded, lazy=lazy, streamed=streamed)
+        return ShardImages(paths, image_size, held, rows[0], max_pixels)
     shape = (len(paths), image_size, image_size, 3)
     if lazy and cache_dir is None and decoded is not None and all(p in decoded for p in paths):
         return ResizedImages([decoded[p] for p in paths], image_size)

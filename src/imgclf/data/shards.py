@@ -10,6 +10,8 @@ outputs in shard order gives one process's output. Given ``unit`` (batch predict
 one-process run: a network's float sums depend on the batch they ran in, and equal batches make
 the merged file byte for byte one process's.
 
+Also here: :class:`ShardImages`, a worker's images with only its own shard's rows decoded.
+
 Example:
     >>> shard = Shard.parse("2/3")
     >>> shard.span(10), shard.take(list("abcdefghij"))
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
+
+import numpy as np
 
 from imgclf.errors import ImgclfError
 
@@ -86,3 +90,50 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index + 1}/{self.count}"
+
+
+class ShardImages:
+    """uint8 (N, S, S, 3) images of which rows [start, stop) are held decoded (``held``: an array
+    or DiskImages) and any other row is decoded from its file when read. A worker of several on
+    the cached path reads only its shard of each split (data.load_images(rows=...)); the chief
+    also shows a few test images outside its shard (the mistakes grid), decoded then.
+
+    Example:
+        >>> x = load_images(paths, 96, rows=(0, 64))   # 64 decoded now, the rest when read
+        >>> x.shape, x[:64].shape, x[[70, 3]].shape
+        ((100, 96, 96, 3), (64, 96, 96, 3), (2, 96, 96, 3))
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, paths: Sequence[str], image_size: int, held, start: int, max_pixels: int):
+        self.paths, self.held, self.max_pixels = [str(p) for p in paths], held, max_pixels
+        self.start, self.stop = start, start + len(held)
+        self.shape = (len(self.paths), image_size, image_size, 3)
+        self.nbytes = getattr(held, "nbytes", 0)  # what is held, not the whole
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self[[int(key)]][0]
+        rows = np.arange(len(self))[key].reshape(-1)
+        if len(rows) and self.start <= rows.min() and rows.max() < self.stop and (
+                not isinstance(key, slice) or key.step in (None, 1)):
+            return np.asarray(self.held[rows.min() - self.start:rows.max() + 1 - self.start]
+                              if isinstance(key, slice) else self.held[rows - self.start])
+        from imgclf.data.arrays import load_images
+        out = np.empty((len(rows),) + self.shape[1:], np.uint8)
+        inside = (rows >= self.start) & (rows < self.stop)
+        if inside.any():
+            out[inside] = self.held[rows[inside] - self.start]
+        if (~inside).any():
+            out[~inside] = load_images([self.paths[i] for i in rows[~inside]], self.shape[1],
+                                       max_pixels=self.max_pixels)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)

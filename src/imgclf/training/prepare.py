@@ -78,14 +78,17 @@ def prepare(cfg: RunConfig, source: Path | None = None, started: float | None = 
     return Job(cfg, dataset, net, the_plan, started)
 
 
-def load_split_images(job: Job, record) -> dict:
+def load_split_images(job: Job, record, shards=None) -> dict:
     """Each split's images at the run's size. A split whose images load_dataset kept decoded
     (small images) stays so, resized a batch at a time when read (data.ResizedImages: 0.2 GB
     instead of 1.9 GB for Fashion-MNIST at 96 px; under several workers each resizes only the
     rows of its shards); the others are decoded and resized now: in memory while they fit
     ``train.cache_memory_mb`` beside the feature cache (which is read every epoch, the images
     once), else into the run's cache folder and read from there a batch at a time
-    (data.DiskImages: 6,500 photos at 224 px are 0.98 GB).
+    (data.DiskImages: 6,500 photos at 224 px are 0.98 GB). Under several workers
+    (``shards``, a training.exchange.WorkerShards) on the cached path each decodes only the rows
+    of its own shards, which are all it reads (data.shards.ShardImages decodes any other row
+    when read: the chief's mistakes grid).
 
     Example:
         >>> load_split_images(job, record)["train"].shape
@@ -94,11 +97,17 @@ def load_split_images(job: Job, record) -> dict:
     from imgclf import data as data_mod
     cfg, dataset = job.cfg, job.dataset
     size = cfg.data.image_size
-    decoding = [p for split in data_mod.SPLITS for p in dataset.paths[split] if p not in dataset.decoded]
+    from imgclf.training.features import BATCH
+    sharded = shards is not None and shards.count > 1 and cfg.train.feature_cache
+    rows = {split: shards.span(len(paths), BATCH) if sharded and any(p not in dataset.decoded for p in paths)
+            else (0, len(paths)) for split, paths in dataset.paths.items()}
+    decoding = [p for split in data_mod.SPLITS for p in dataset.paths[split][slice(*rows[split])]
+                if p not in dataset.decoded]
     streamed = len(decoding) * size * size * 3 > cfg.train.cache_memory_mb * 2**20 - cache_bytes(job)
     cache_dir = record.cache_dir if cfg.data.cache == "disk" or streamed else None
     arrays = {split: data_mod.load_images(dataset.paths[split], size, max_pixels=cfg.data.max_pixels,
-                                          cache_dir=cache_dir, decoded=dataset.decoded, lazy=True, streamed=streamed)
+                                          cache_dir=cache_dir, decoded=dataset.decoded, lazy=True, streamed=streamed,
+                                          rows=rows[split])
               for split in data_mod.SPLITS}
     dataset.decoded.clear()
     return arrays
@@ -121,9 +130,11 @@ def cache_bytes(job: Job) -> int:
 
 
 def _held_bytes(arrays: dict) -> int:
-    """Bytes of the images held in memory (not those read from disk or resized when read)."""
+    """Bytes of the images held in memory (not those read from disk or resized when read; of a
+    worker's ShardImages, the rows it holds)."""
     import numpy as np
-    return sum(a.nbytes for a in arrays.values() if isinstance(a, np.ndarray) and not isinstance(a, np.memmap))
+    held = [getattr(a, "held", a) for a in arrays.values()]
+    return sum(a.nbytes for a in held if isinstance(a, np.ndarray) and not isinstance(a, np.memmap))
 
 
 def phase_data_for(job: Job, arrays: dict, cache_dir: Path, verbose: bool, deadline=None, cluster=None,
