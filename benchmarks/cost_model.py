@@ -9,11 +9,12 @@ stage's seconds come from the planner's expected_stages, then split per worker:
 
 - today (issue 7): every worker decodes everything, caches every view and predicts the whole
   test set; only the steps (head and fine-tuning epochs) are divided by R;
-- built (issue 19, as built: the cache sharded and exchanged): the cache, validation and the
-  test set are divided by R, decoding is not (every worker decodes photo-sized images), each
-  worker receives the others' (R-1)/R of the cache over the network, and holds all of it;
-- sharded (each worker keeping only its shard, not built): decoding, the cache, validation and
-  the test set are divided by R, and so is the memory.
+- built (issue 19, as built: the cache sharded and exchanged): decoding, the cache, validation
+  and the test set are divided by R (each worker decodes and holds only its shard of the
+  images), each worker receives the others' (R-1)/R of the cache over the network, and holds
+  all of the cache;
+- sharded (each worker keeping only its shard of the cache too, not built): the same, without
+  the exchange, and all of the memory is divided by R.
 In both the steps are divided by R and pay a gradient all-reduce per step (a ring: 2(R-1)/R of
 the trainable weights over the network, plus 2(R-1) latencies).
 
@@ -104,9 +105,10 @@ def rows(costs, net, size: int, args):
             today = {"data": st["load"] + st["cache"], "steps": train + ring, "test": st["predict"]}
             sharded = {"data": (st["load"] + st["cache"]) / r, "steps": train + ring, "test": st["predict"] / r}
             exchange = cached * (r - 1) / r / (args.gbit * 1.25e8)
-            built = {**sharded, "data": st["load"] + st["cache"] / r + exchange}
+            built = {**sharded, "data": (st["load"] + st["cache"]) / r + exchange}
             yield dict(n=n, size=size, r=r, recipe=recipe, fixed=st["fixed"], today=today, sharded=sharded, built=built,
-                       mem_today=(cached + decoded) / 1e9, mem_sharded=(cached + decoded) / r / 1e9,
+                       mem_today=(cached + decoded) / 1e9, mem_built=(cached + decoded / r) / 1e9,
+                       mem_sharded=(cached + decoded) / r / 1e9,
                        ring=ring, steps=per_epoch)
 
 
@@ -140,7 +142,7 @@ def main() -> None:
             worst = max(built, key=built.get)
             print(f"| {row['n']:,} | {size} | {rec.fine_tune_blocks}, {rec.views}, {rec.epochs}+{rec.fine_tune_epochs} "
                   f"({rec.runtime}) | {row['r']} | {row['steps']:,} | {_t(row['fixed'] + sum(today.values()))} / {row['mem_today']:.1f} GB "
-                  f"| {_t(row['fixed'] + sum(built.values()))} / {row['mem_today']:.1f} GB "
+                  f"| {_t(row['fixed'] + sum(built.values()))} / {row['mem_built']:.1f} GB "
                   f"| {_t(row['fixed'] + sum(sharded.values()))} / {row['mem_sharded']:.2f} GB | {_t(row['ring'])} "
                   f"| {worst} ({_t(built[worst])}) |")
 
