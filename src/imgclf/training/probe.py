@@ -24,7 +24,10 @@ FORWARD_CALLS, STEP_CALLS = 5, 5
 # 64: 2.7x at 96 and 160 px, 3.7x at 224 px (TensorFlow slows at 224 px; LiteRT follows the
 # multiply-adds), 2026-12-03; earlier 1.7-2.9x
 LITERT_SPEEDUP = 2.7
-CONVERSION_S = 16.0  # converting the frozen bottom and the features' top to TFLite (13 + 3 s at 64-96 px)
+# converting the frozen bottom and the features' top to TFLite through a frozen graph: 2.1 s
+# (1.7 + 0.4) at 64-224 px on a quiet day, 2026-12-06; from_keras_model took 6.9 s that day and
+# 13 + 3 s on a slow one, so 5 s allows for such days
+CONVERSION_S = 5.0
 HEAD_STEP_S = 0.002  # one head step on pooled features (a 1280 x classes matmul and Adam)
 PHASE_START_S = 2.5  # tracing a phase's train and evaluation steps
 FINISH_S = 8.0  # saving the model, metrics, four plots, Grad-CAM, the report (7 s at 224 px, 2026-12-03)
