@@ -38,7 +38,10 @@ def run_budget(data: str, budget: str, runs: Path, flags: list[str]) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    best = min(rows, key=lambda r: float(r["val_loss"] or "inf"))
+    import yaml
+
+    from imgclf.evaluation.kept import kept_row
+    best = kept_row(rows, yaml.safe_load((run / "config.yaml").read_text()))  # the epoch whose weights were kept
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     cuts = [line for line in proc.stdout.splitlines() if line.startswith("budget: ")]  # cuts and re-fits
     return {"budget": budget, "budget_s": plan["plan"]["budget_s"], "wall_s": round(wall, 1),

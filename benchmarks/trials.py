@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 BASE = ["--image-size", "96", "--views", "2", "--fine-tune-blocks", "6", "--epochs", "8",
-        "--fine-tune-epochs", "5", "--schedule", "cosine", "--patience", "20"]
+        "--fine-tune-epochs", "5", "--schedule", "cosine", "--patience", "20", "--keep", "best"]
 TRIALS = {
     "base": [],
     "label smoothing 0.1": ["--label-smoothing", "0.1"],
@@ -30,6 +30,8 @@ TRIALS = {
                                                      "--set", "data.augment.brightness=0.1"],
     "fine-tune lr 3e-4": ["--fine-tune-lr", "3e-4"],
     "fine-tune lr 3e-4 + label smoothing 0.1": ["--fine-tune-lr", "3e-4", "--label-smoothing", "0.1"],
+    "20 fine-tuning epochs": ["--fine-tune-epochs", "20"],  # BASE keeps the best epoch's weights
+    "20 fine-tuning epochs, keep the last": ["--fine-tune-epochs", "20", "--keep", "last"],
 }
 
 
@@ -40,8 +42,12 @@ def run(data: str, flags: list[str], runs: Path, name: str) -> dict:
     wall = time.monotonic() - start
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    with open(runs / name / "history.csv") as f:
-        val = max(float(row["val_accuracy"]) for row in csv.DictReader(f))
+    import yaml
+
+    from imgclf.evaluation.kept import kept_row
+    with open(runs / name / "history.csv") as f:  # the validation accuracy of the weights kept
+        kept = kept_row(list(csv.DictReader(f)), yaml.safe_load((runs / name / "config.yaml").read_text()))
+    val = float(kept["val_accuracy"])
     metrics = json.loads((runs / name / "metrics.json").read_text())
     return {"val_accuracy": val, "test_accuracy": metrics["accuracy"], "wall_s": round(wall, 1)}
 

@@ -39,6 +39,7 @@ def test_unknown_key_lists_valid_ones(tmp_path):
     ({"train.epochs": 0}, "train.epochs"),
     ({"data.val_fraction": 0.6, "data.test_fraction": 0.5}, "below 1"),
     ({"train.schedule": "linear"}, "plateau"),
+    ({"train.keep": "first"}, "best, last"),
     ({"data.augment.flip": "diagonal"}, "horizontal"),
     ({"train.fine_tune_layers": 3, "train.fine_tune_blocks": 2}, "not both"),
     ({"data.image_size": 8}, "image_size"),
@@ -68,3 +69,11 @@ def test_save_and_reload_round_trip(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config_to_dict(cfg)
+
+
+def test_keep_auto_keeps_the_last_epoch_only_under_a_cosine_schedule():
+    from imgclf.config import keep_of
+    assert keep_of("auto", "cosine") == "last"
+    assert keep_of("auto", "plateau") == keep_of("auto", "constant") == "best"
+    assert keep_of("best", "cosine") == "best" and keep_of("last", "plateau") == "last"
+    assert load_config(None, {}).train.keep == "auto"

@@ -125,3 +125,14 @@ def test_a_command_in_a_note_is_code_not_backticks_and_stays_escaped():
     from imgclf.evaluation.health_report import health_section
     html = health_section({"counts": {}, "groups": [], "checks": ["bytes"]}, data_path="data/<x>")
     assert "<code>imgclf check data/&lt;x&gt;</code>" in html and "`" not in html
+
+
+def test_the_kept_epoch_follows_train_keep(tmp_path, inputs):
+    from imgclf.evaluation.kept import kept_row
+    history = inputs["history"] + [{"phase": "fine_tune", "epoch": 3, "loss": 0.4, "accuracy": 0.9,
+                                    "val_loss": 0.8, "val_accuracy": 0.75, "lr": 1e-5, "seconds": 3.0}]
+    assert kept_row(history, inputs["config"])["epoch"] == 2  # lowest validation loss
+    last = {**inputs["config"], "train": {**inputs["config"]["train"], "keep": "last"}}
+    assert kept_row(history, last)["epoch"] == 3 and kept_row([], last) is None
+    text = write_report(tmp_path / "report.html", **{**inputs, "history": history, "config": last}).read_text()
+    assert "last epoch (weights kept)" in text and "val accuracy, epoch 3" in text

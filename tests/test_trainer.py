@@ -87,6 +87,23 @@ def test_two_phases_learn_and_restore_best():
     assert loss == pytest.approx(best, rel=1e-3)
 
 
+def test_keep_last_ends_with_the_last_epochs_weights():
+    net = build_network("efficientnet_lite0", CLASSES, SIZE, seed=2)
+    cfg = TrainConfig(epochs=3, fine_tune_epochs=2, lr=1e-2, fine_tune_blocks=1, patience=5, keep="last")
+    rows = fit_two_phase(net, cfg, PlainData(net.model, _toy_data(), _toy_data(seed=3)), EpochLog(verbose=False))
+    x, y = next(iter(_toy_data(seed=3).unbatch().batch(48)))
+    probs = net.model(x, training=False).numpy()
+    loss = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y.numpy().argmax(1)], 1e-7, 1)))
+    assert len(rows) == 5 and loss == pytest.approx(rows[-1]["val_loss"], rel=1e-3)
+
+    class Fake:
+        def get_weights(self):
+            raise AssertionError("keep='last' copies no weights")
+    stopper = EarlyStopping(1, Fake(), keep="last")
+    assert not stopper.update(1.0, 1) and stopper.update(1.5, 2) and stopper.best_epoch == 1
+    stopper.restore()  # nothing to restore: the last weights stay
+
+
 def test_early_stopping_and_schedules():
     class Fake:
         def get_weights(self):

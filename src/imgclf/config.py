@@ -24,6 +24,7 @@ from imgclf.errors import ImgclfError
 
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 SCHEDULES = ("auto", "plateau", "cosine", "constant")
+KEEPS = ("auto", "best", "last")
 CACHES = ("memory", "disk", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 RUNTIMES = ("auto", "tflite", "tf")
@@ -80,10 +81,13 @@ class TrainConfig:
     lr: float = 1e-3
     fine_tune_lr: float = 3e-4  # 1e-4 before: 3e-4 helped validation on four datasets (RESULTS.md)
     label_smoothing: float = 0.0
-    # early stopping on validation loss, best weights restored; None: 3, or when planned, never
-    # before the planned epochs are done (the best epoch's weights are still the ones kept)
+    # early stopping on validation loss; None: 3, or when planned, never before the planned
+    # epochs are done (which epoch's weights are kept: train.keep)
     patience: int | None = None
     schedule: str = "auto"  # auto: cosine when planned, else plateau
+    # the weights the run ends with: best (lowest validation loss), last (the last epoch's), or
+    # auto: last under a cosine schedule (it ends at its floor), best otherwise (keep_of)
+    keep: str = "auto"
     class_weights: str = "none"
     top_k: int = 5
     # Fast path: run the frozen part of the network once per image and augmented view, cache the
@@ -105,6 +109,19 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def keep_of(keep: str, schedule: str) -> str:
+    """train.keep resolved against the schedule: "best" or "last". The last epoch's weights
+    helped validation over the lowest-loss epoch's on four datasets under a cosine schedule
+    (benchmarks/RESULTS.md, 2026-12-06); under plateau or constant rates the last epoch may be
+    ``patience`` epochs past the best.
+
+    Example:
+        >>> keep_of("auto", "cosine"), keep_of("auto", "plateau")
+        ('last', 'best')
+    """
+    return keep if keep != "auto" else ("last" if schedule == "cosine" else "best")
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -275,6 +292,7 @@ def validate(config: RunConfig) -> None:
     _check(0.0 <= t.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     _check(t.patience is None or t.patience >= 1, f"train.patience must be at least 1, got {t.patience}")
     _check(t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
+    _check(t.keep in KEEPS, f"train.keep must be one of {', '.join(KEEPS)}, got '{t.keep}'")
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got '{t.class_weights}'")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
     _check(t.runtime in RUNTIMES, f"train.runtime must be one of {', '.join(RUNTIMES)}, got '{t.runtime}'")

@@ -26,6 +26,7 @@ TRAIN_FLAGS = [
     ("--test-fraction", "data.test_fraction", float, "test fraction when the data has no test/ (default 0.1)"),
     ("--patience", "train.patience", int, "early-stopping patience in epochs (default 3)"),
     ("--schedule", "train.schedule", str, "learning-rate schedule: auto (default: cosine when planned), plateau, cosine, constant"),
+    ("--keep", "train.keep", str, "weights to end with: best (lowest validation loss), last (the last epoch's), auto (default: last under a cosine schedule)"),
     ("--label-smoothing", "train.label_smoothing", float, "label smoothing (default 0)"),
     ("--class-weights", "train.class_weights", str, "none (default) or balanced"),
     ("--dropout", "model.dropout", float, "head dropout (default 0.2)"),

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from imgclf.evaluation.kept import kept_row
 from imgclf.files import atomic_path
 
 DPI = 110
@@ -49,14 +50,6 @@ def _cut(name: str, width: int = LABEL_WIDTH) -> str:
 def _column(rows: Sequence[dict], key: str) -> np.ndarray:
     values = [row.get(key) for row in rows]
     return np.array([np.nan if v is None or v == "" else float(v) for v in values])
-
-
-def _best_epoch(epochs: np.ndarray, loss: np.ndarray, val_loss: np.ndarray) -> int | None:
-    # What the trainer's early stopping keeps: lowest validation loss, else lowest training loss.
-    for values in (val_loss, loss):
-        if np.any(np.isfinite(values)):
-            return int(epochs[np.nanargmin(values)])
-    return None
 
 
 def _history_panel(ax, epochs, train, val, ylabel: str, best: int | None, better: str) -> None:
@@ -114,7 +107,8 @@ def plot_history(rows: Sequence[dict[str, Any]], path: str | Path,
     epochs = _column(rows, "epoch").astype(int)
     loss, val_loss = _column(rows, "loss"), _column(rows, "val_loss")
     val_acc = _column(rows, "val_accuracy")
-    best = best_epoch if best_epoch is not None else _best_epoch(epochs, loss, val_loss)
+    kept = kept_row(list(rows)) if best_epoch is None else None
+    best = best_epoch if best_epoch is not None else (int(float(kept["epoch"])) if kept else None)
     fine = epochs[np.array([row.get("phase") == "fine_tune" for row in rows])]
     boundary = fine.min() - 0.5 if len(fine) and fine.min() > epochs.min() else None
     loss_ax, acc_ax = fig.subplots(1, 2)

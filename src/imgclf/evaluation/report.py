@@ -15,6 +15,7 @@ from imgclf.evaluation.html import (bar, duration, e, facts, figure, interval, n
                                     table, to_float)
 from imgclf.evaluation.metrics import HEADLINES, Headline
 from imgclf.evaluation.health_report import health_section
+from imgclf.evaluation.kept import keeps_last, kept_row
 from imgclf.evaluation.plan_report import plan_section
 from imgclf.files import write_text_atomic
 from imgclf.record import PLOTS, RunRecord
@@ -23,13 +24,6 @@ SPLITS = ("train", "val", "test")
 HISTORY_COLUMNS = ("loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy",
                    "val_top_k_accuracy", "lr", "seconds")
 COLLAPSE_OVER = 8  # longer lists of skipped files (twice this many epochs) fold into <details>
-
-
-def _best_row(history: list[dict]) -> dict | None:
-    """The epoch early stopping keeps: lowest validation loss, or training loss without one."""
-    key = "val_loss" if any(not math.isnan(to_float(r.get("val_loss"))) for r in history) else "loss"
-    scored = [row for row in history if not math.isnan(to_float(row.get(key)))]
-    return min(scored, key=lambda row: to_float(row[key])) if scored else None
 
 
 def _header(title: str, config: dict, metrics: dict | None, history: list[dict],
@@ -47,17 +41,16 @@ def _header(title: str, config: dict, metrics: dict | None, history: list[dict],
         ("confusion", "Confusion matrix"), ("mistakes", "Mistakes"), ("calibration", "Calibration"),
         ("coverage", "Coverage"), ("config", "Config")))
     return (f"<header><h1>{e(title)}</h1><div class=meta>{meta_html}</div><nav>{nav}</nav>"
-            f"{_cards(metrics, history)}</header>")
+            f"{_cards(metrics, kept_row(history, config))}</header>")
 
 
-def _cards(metrics: dict | None, history: list[dict]) -> str:
+def _cards(metrics: dict | None, best: dict | None) -> str:
     def card(value: str, label: str, kind: str = "card") -> str:
         return f'<div class="{kind}"><div class=v>{value}</div><div class=k>{e(label)}</div></div>'
     cards = []
     if metrics:
         cards += [card(_headline_value(h, metrics), f"test {h.title(metrics)}") for h in HEADLINES if h.card]
         cards.append(card(e(metrics.get("n", "–")), "test images"))
-    best = _best_row(history)
     if best is not None and not math.isnan(to_float(best.get("val_accuracy"))):
         label = f"val accuracy, epoch {best.get('epoch')}"
         cards.append(card(pct(best["val_accuracy"]), label, "card alt"))
@@ -169,12 +162,13 @@ def _training_section(history: list[dict], plot: Path | None, config: dict,
                       run_info: dict) -> str:
     if not history:
         return section("training", "Training", note("No training history was recorded."))
-    best = _best_row(history)
+    best = kept_row(history, config)
     items = _phase_summary(history, config)
     if best is not None:
         val = to_float(best.get("val_loss"))
         what = f"val loss {val:.4f}" if not math.isnan(val) else f"loss {num(best.get('loss'))}"
-        items.append(("best epoch (weights kept)", e(f"{best.get('epoch')} ({what})")))
+        which = "last" if keeps_last(config) else "best"
+        items.append((f"{which} epoch (weights kept)", e(f"{best.get('epoch')} ({what})")))
     seconds = run_info.get("seconds", run_info.get("duration_s"))
     if seconds is None and any("seconds" in row for row in history):
         seconds = sum(to_float(row.get("seconds")) for row in history)
@@ -299,7 +293,8 @@ def write_run_report(record: RunRecord, config: dict, history: list[dict], metri
     from imgclf.evaluation.plots import plot_history
     from imgclf.evaluation.report_extra import extra_sections
     if history:
-        plot_history(history, record.plot_path("history"))
+        kept = kept_row(history, config)
+        plot_history(history, record.plot_path("history"), best_epoch=int(kept["epoch"]) if kept else None)
     return write_report(record.report_path, title=record.path.name, config=config,
                         data_report=record.read_data_report(), metrics=metrics, history=history,
                         plots=record.plots(), run_info=run_info, plan=record.read_plan(), extra=extra_sections(record))

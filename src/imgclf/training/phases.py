@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imgclf.config import TrainConfig
+from imgclf.config import TrainConfig, keep_of
 from imgclf.console import PhaseProgress
 from imgclf.data.augment import reseed
 from imgclf.record import RunRecord
@@ -43,11 +43,13 @@ class EpochLog:
 @dataclass
 class EarlyStopping:
     """Stop when the monitored loss has not improved for ``patience`` epochs; remember the best
-    weights. The best value carries over between phases, so fine-tuning that never beats the
-    head-only model ends with the head-only weights restored."""
+    weights (``keep="last"``: restore nothing, the last epoch's weights are kept). The best value
+    carries over between phases, so fine-tuning that never beats the head-only model ends with
+    the head-only weights restored."""
 
     patience: int
     model: keras.Model  # the whole classifier: trainees may be sub-models sharing its layers
+    keep: str = "best"
     best: float = math.inf
     best_weights: list | None = None
     best_epoch: int = 0
@@ -57,7 +59,8 @@ class EarlyStopping:
         """Record one epoch; return True when training should stop."""
         if value < self.best - 1e-6:
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            if self.keep == "best":
+                self.best_weights = [np.array(w) for w in self.model.get_weights()]
             return False
         self.wait += 1
         return self.wait >= self.patience
@@ -171,13 +174,14 @@ def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
 
     Returns:
         One dict per epoch of both phases (keys HISTORY_KEYS); the model ends with the weights
-        of the best validation loss (training loss when there is no validation data).
+        of the best validation loss (training loss when there is no validation data), or the
+        last epoch's when config.keep_of says "last".
 
     Example:
         >>> rows = fit_two_phase(net, TrainConfig(epochs=2), PlainData(net.model, train_ds, val_ds),
         ...                      EpochLog())
     """
-    stopper = EarlyStopping(patience_of(cfg), net.model)
+    stopper = EarlyStopping(patience_of(cfg), net.model, keep_of(cfg.keep, cfg.schedule))
     rows = _restore(resume, net.model, stopper)
     run = _PhaseRunner(cfg, stopper, log, class_weights, checkpoint, resume, rows, strategy, deadline)
     net.freeze_base()
