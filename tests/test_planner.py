@@ -313,3 +313,8 @@ def test_a_count_that_keeps_moving_the_same_way_is_said_once(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("budget:")]
     assert [line.split(":")[1].split(" epochs")[0] for line in lines] == [" fine-tuning 20 -> 9", " fine-tuning 5 -> 49"]
     assert "about 1.0 s each" in lines[1]
+    for now, last in [(50, 1.0), (60, 30.0), (61, 1.0)]:  # 49 -> 45 -> 6 -> 34: both ways said already
+        clock.now = now
+        deadline.observe("fine_tune", last)
+        epochs = deadline.retarget("fine_tune", 5, epochs, planned=20)
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("budget:")]

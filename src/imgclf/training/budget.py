@@ -191,7 +191,7 @@ class Deadline:
     slowdown: float = 1.0  # how much slower than planned the last steady epoch ran (1: as planned)
     stretch: tuple = ()  # phases whose epochs the planner chose: they may grow into time left over
     margin_s: float = 0.0  # kept beyond the reserve before a phase grows
-    told: dict = dataclasses.field(default_factory=dict)  # phase -> the way its count last moved, as said
+    told: dict = dataclasses.field(default_factory=dict)  # phase -> the ways (up, down) its count moved, as said
 
     def observe(self, name: str, seconds: float, steady: bool = True) -> None:
         """An epoch of phase ``name`` took ``seconds``: the next is expected to take as long,
@@ -234,7 +234,8 @@ class Deadline:
         fewer when the rest would overrun (so a cosine schedule still reaches its floor rather
         than being cut on a high rate), more, up to MAX_STRETCH x ``planned``, when the phase is in ``stretch``
         and the plan left time over (probes err both ways; 0.70-0.81 of photo budgets were
-        used before). Says so when the count first moves, and again only if it turns the other way."""
+        used before). Says so when the count first moves, and once more if it turns the other
+        way (a count going 27, 28, 27... on noisy epoch times is not said each time)."""
         last = self.epoch_s.get(name, 0.0)
         if done == 0 or last <= 0:
             return epochs
@@ -243,8 +244,8 @@ class Deadline:
         wanted = min(epochs, done + max(0, int(room // last))) if done > 1 else epochs
         if wanted == epochs and name in self.stretch:
             wanted = max(epochs, min(MAX_STRETCH * planned, done + max(0, int((room - self.margin_s) // last))))
-        if wanted != epochs and self.told.get(name) != (wanted > epochs):
-            self.told[name] = wanted > epochs
+        if wanted != epochs and (wanted > epochs) not in self.told.setdefault(name, set()):
+            self.told[name].add(wanted > epochs)
             what = "head phase" if name == "head" else "fine-tuning"
             print(f"budget: {what} {epochs} -> {wanted} epochs: about {last:.{last < 10:d}f} s each, "
                   f"{self.left():.0f} s left, {self.reserve:.0f} s of them for evaluating and saving", flush=True)
