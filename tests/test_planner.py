@@ -318,3 +318,14 @@ def test_a_count_that_keeps_moving_the_same_way_is_said_once(capsys):
         deadline.observe("fine_tune", last)
         epochs = deadline.retarget("fine_tune", 5, epochs, planned=20)
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("budget:")]
+
+
+def test_a_planned_run_is_not_stopped_early_before_its_grown_epochs_are_done():
+    """A re-fit may grow a phase to MAX_STRETCH x its planned epochs; early stopping with the
+    planned count as patience stopped a grown photo run at 11 of 14 epochs (0.76 of its budget)."""
+    from imgclf.config import load_config
+    from imgclf.training.budget import MAX_STRETCH, apply
+    recipe = Recipe(160, 6, 1, 8, 9)
+    planned = apply(load_config(None, {}), recipe).train
+    assert planned.patience >= MAX_STRETCH * 9 and planned.schedule == "cosine" and planned.keep == "auto"
+    assert apply(load_config(None, {"train.patience": 2}), recipe).train.patience == 2  # the user's stays

@@ -82,7 +82,7 @@ class TrainConfig:
     fine_tune_lr: float = 3e-4  # 1e-4 before: 3e-4 helped validation on four datasets (RESULTS.md)
     label_smoothing: float = 0.0
     # early stopping on validation loss; None: 3, or when planned, never before the planned
-    # epochs are done (which epoch's weights are kept: train.keep)
+    # epochs (or those a re-fit grew them to) are done; which epoch's weights are kept: train.keep
     patience: int | None = None
     schedule: str = "auto"  # auto: cosine when planned, else plateau
     # the weights the run ends with: best (lowest validation loss), last (the last epoch's), or

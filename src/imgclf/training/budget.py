@@ -64,7 +64,9 @@ def apply(cfg: RunConfig, recipe: Recipe) -> RunConfig:
     """The config with the plan's recipe in it (a cosine schedule unless the user chose one)."""
     t = cfg.train
     blocks = 0 if t.fine_tune_layers else recipe.fine_tune_blocks
-    patience = t.patience if t.patience is not None else max(recipe.epochs, recipe.fine_tune_epochs, 1)
+    # never stopped early before its epochs are done, grown ones included (the cosine schedule's
+    # last epoch is the one kept; the lowest validation loss often comes early, then rises)
+    patience = t.patience if t.patience is not None else MAX_STRETCH * max(recipe.epochs, recipe.fine_tune_epochs, 1)
     train = dataclasses.replace(t, epochs=recipe.epochs, fine_tune_epochs=recipe.fine_tune_epochs,
                                 fine_tune_blocks=blocks, views=recipe.views, runtime=recipe.runtime, patience=patience,
                                 schedule="cosine" if t.schedule == "auto" else t.schedule)
