@@ -62,7 +62,7 @@ def _history_panel(ax, epochs, train, val, ylabel: str, best: int | None, better
     if best is not None and np.isfinite(marked[epochs == best]).any():
         ax.plot([best], [float(marked[epochs == best][0])], marker="*", markersize=16,
                 color=color, markeredgecolor="black", markeredgewidth=0.8, linestyle="none",
-                label=f"best epoch ({best})", zorder=5)
+                label=f"kept (epoch {best})", zorder=5)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{ylabel} ({better} is better)", fontsize=11)
@@ -90,8 +90,8 @@ def plot_history(rows: Sequence[dict[str, Any]], path: str | Path,
         rows: one dict per epoch with ``phase`` ("head" | "fine_tune"), ``epoch`` (global,
             1-based), ``loss``, ``accuracy`` and optionally ``val_loss``, ``val_accuracy``.
         path: the PNG to write.
-        best_epoch: the epoch whose weights were kept; default: lowest validation loss
-            (lowest training loss without validation), as the trainer's early stopping.
+        best_epoch: the epoch whose weights were kept, marked with a star; default: the
+            lowest validation loss's (training loss without validation), as kept.kept_row.
 
     Returns:
         ``path`` as a Path.
