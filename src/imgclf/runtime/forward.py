@@ -46,7 +46,7 @@ def compile_forward(model, runtime: str = "tf", batch_size: int = 64, threads: i
 
 def tflite_bytes(model) -> bytes:
     """The model converted to TFLite, cached under the user cache dir by ``model_key``: the
-    frozen part of a backbone is the same run after run, and converting it costs 7-20 s on two
+    frozen part of a backbone is the same run after run, and converting it costs about 2 s on two
     cores.
 
     Example:
@@ -54,43 +54,13 @@ def tflite_bytes(model) -> bytes:
         True
     """
     from imgclf.files import user_cache_dir, write_bytes_atomic
+    from imgclf.runtime.litert import convert_frozen
     path = user_cache_dir() / "tflite" / f"{model_key(model)}.tflite"
     if path.is_file():
         return path.read_bytes()
     data = convert_frozen(model)
     write_bytes_atomic(path, data)
     return data
-
-
-def convert_frozen(model) -> bytes:
-    """A float TFLite conversion of a single-input Keras model through a frozen graph: its
-    forward traced once and its variables folded into constants before converting. The same
-    bytes' arithmetic as ``convert_tflite(model, "float")`` (outputs equal bit for bit on
-    EfficientNet-Lite0 at 96 px) in about a third of the time (2.0 s against 5.8 s on two
-    cores, 2026-12-06): ``from_keras_model`` first exports a SavedModel. Used for the feature
-    cache's frozen parts, which no one loads by signature; exports keep ``convert_tflite``.
-    Freezing is not optional: converted with its variables, the function outputs NaN.
-
-    Example:
-        >>> len(convert_frozen(bottom)) > 1000
-        True
-    """
-    import contextlib
-    import io
-
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from imgclf.console import quiet_native_stderr
-    from imgclf.errors import ImgclfError, first_line
-    spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
-    try:
-        traced = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(traced)])
-        with contextlib.redirect_stdout(io.StringIO()), quiet_native_stderr():
-            return converter.convert()
-    except Exception as exc:  # an op TFLite lacks, say: one line, not a converter log
-        raise ImgclfError(f"TFLite conversion failed: {first_line(exc)}") from None
 
 
 def model_key(model) -> str:
