@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import threading
 import warnings
@@ -233,14 +234,21 @@ def convert_frozen(model) -> bytes:
 def _convert(make_converter, what: str) -> bytes:
     """``make_converter().convert()`` without its log on stdout and stderr; a failure of either
     is one line naming ``what``."""
+    absl = logging.getLogger("absl")
+    level = absl.level
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), quiet_native_stderr():
             # The Keras export inside prints every variable; uint8 input warns that no input
-            # statistics were given, which int8 calibration makes unnecessary.
+            # statistics were given, which int8 calibration makes unnecessary; a frozen concrete
+            # function warns (absl, Python logging) that it has no trackable object, which is
+            # the point of freezing it (convert_frozen).
             warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
+            absl.setLevel(logging.ERROR)
             return make_converter().convert()
     except Exception as exc:  # an op TFLite lacks, say: one line, not a converter log
         raise ImgclfError(f"{what} failed: {first_line(exc)}") from None
+    finally:
+        absl.setLevel(level)
 
 
 def read_tflite_metadata(data: bytes) -> dict | None:
