@@ -4,7 +4,8 @@ For each budget the command runs in a child process under ``/usr/bin/time -v`` (
 peak RSS of the whole process, imports included), with no other flag unless ``--flags`` adds
 some; the plan and what each stage took come from the run's plan.json, the best validation
 accuracy from history.csv (the epoch whose weights are kept), test accuracy and macro-F1 from
-metrics.json. ``--logreg`` adds a peer: a logistic regression on the frozen backbone's pooled
+metrics.json, the test-time flip's decision with the validation accuracy without and with it
+from run.json, and where the run was kept. ``--logreg`` adds a peer: a logistic regression on the frozen backbone's pooled
 features (ImageNet weights, no fine-tuning), its regularisation chosen on the validation split.
 
 Example:
@@ -50,7 +51,9 @@ def run_budget(data: str, budget: str, runs: Path, flags: list[str]) -> dict:
                            "fine_tune": sum(r["phase"] == "fine_tune" for r in rows)},
             "val_accuracy": round(float(best["val_accuracy"]), 4), "test_accuracy": round(metrics["accuracy"], 4),
             "test_macro_f1": round(metrics["macro"]["f1"], 4),
-            "peak_rss_mb": round(int(rss.group(1)) / 1024) if rss else None, "cut": cuts}
+            "peak_rss_mb": round(int(rss.group(1)) / 1024) if rss else None, "cut": cuts,
+            "flip": {k: v for k, v in (json.loads((run / "run.json").read_text())["calibration"].get("flip") or {}).items()
+                     if k in ("flip", "val_accuracy")}, "run_dir": str(run)}
 
 
 def logistic_regression(data: str, size: int = 96) -> dict:

@@ -4,7 +4,9 @@ Each trial is a set of extra flags on top of one fixed base recipe per dataset (
 planner nor a deadline changes anything between trials); every (dataset, trial) pair is one
 `imgclf train DATA --quiet BASE TRIAL` in a child process. The table gives the best epoch's
 validation accuracy (the weights kept) and, only reported, test accuracy. A trial is worth
-adopting only where it helps validation on at least three of the datasets.
+adopting only where it helps validation on at least three of the datasets. A run that predicts
+with the test-time flip also gives its validation accuracy without it (the same weights, in
+run.json), and is compared with that: ``[without: ...]`` in its cell.
 
 Example:
     $ python benchmarks/trials.py fm3k=/work/data/fm3k digits=/work/data/digits --out /tmp/trials.json
@@ -21,7 +23,8 @@ import time
 from pathlib import Path
 
 BASE = ["--image-size", "96", "--views", "2", "--fine-tune-blocks", "6", "--epochs", "8",
-        "--fine-tune-epochs", "5", "--schedule", "cosine", "--patience", "20", "--keep", "best"]
+        "--fine-tune-epochs", "5", "--schedule", "cosine", "--patience", "20", "--keep", "best",
+        "--test-time-flip", "off"]
 TRIALS = {
     "base": [],
     "label smoothing 0.1": ["--label-smoothing", "0.1"],
@@ -32,6 +35,9 @@ TRIALS = {
     "fine-tune lr 3e-4 + label smoothing 0.1": ["--fine-tune-lr", "3e-4", "--label-smoothing", "0.1"],
     "20 fine-tuning epochs": ["--fine-tune-epochs", "20"],  # BASE keeps the best epoch's weights
     "20 fine-tuning epochs, keep the last": ["--fine-tune-epochs", "20", "--keep", "last"],
+    # paired: the run's own validation accuracy without the flip is what it is compared with
+    # (the same weights), so base need not be rerun for it
+    "test-time flip": ["--test-time-flip", "on"],
 }
 
 
@@ -49,18 +55,25 @@ def run(data: str, flags: list[str], runs: Path, name: str) -> dict:
         kept = kept_row(list(csv.DictReader(f)), yaml.safe_load((runs / name / "config.yaml").read_text()))
     val = float(kept["val_accuracy"])
     metrics = json.loads((runs / name / "metrics.json").read_text())
-    return {"val_accuracy": val, "test_accuracy": metrics["accuracy"], "wall_s": round(wall, 1)}
+    result = {"val_accuracy": val, "test_accuracy": metrics["accuracy"], "wall_s": round(wall, 1)}
+    flip = json.loads((runs / name / "run.json").read_text())["calibration"].get("flip") or {}
+    if flip.get("flip") and "val_accuracy" in flip:  # predicted with the flip: val both ways, same weights
+        result.update(val_accuracy=flip["val_accuracy"]["flip"], paired_val_accuracy=flip["val_accuracy"]["plain"])
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+", help="NAME=PATH")
     parser.add_argument("--trial", action="append", help="only these (default: all)")
+    parser.add_argument("--no-base", action="store_true",
+                        help="skip the base runs (for paired trials, which compare with their own run)")
     parser.add_argument("--out")
     parser.add_argument("--reuse", help="a JSON of results from an earlier run (--out): pairs in it are not rerun")
     args = parser.parse_args()
     datasets = dict(item.split("=", 1) for item in args.datasets)
-    trials = {k: v for k, v in TRIALS.items() if not args.trial or k in args.trial or k == "base"}
+    trials = {k: v for k, v in TRIALS.items()
+              if not args.trial or k in args.trial or (k == "base" and not args.no_base)}
     earlier = json.loads(Path(args.reuse).read_text()) if args.reuse else {}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,12 +89,13 @@ def main() -> int:
     for t_name in trials:
         cells, helps = [], 0
         for d_name in datasets:
-            r, base = results[f"{d_name}/{t_name}"], results[f"{d_name}/base"]
-            if "error" in r or "error" in base:
+            r, base = results[f"{d_name}/{t_name}"], results.get(f"{d_name}/base", {})
+            if "error" in r or not ("paired_val_accuracy" in r or "val_accuracy" in base):
                 cells.append(r.get("error", "base failed")[:40])
                 continue
-            cells.append(f"{r['val_accuracy']:.3f} ({r['test_accuracy']:.3f})")
-            helps += r["val_accuracy"] > base["val_accuracy"]
+            paired = f" [without: {r['paired_val_accuracy']:.3f}]" if "paired_val_accuracy" in r else ""
+            cells.append(f"{r['val_accuracy']:.3f}{paired} ({r['test_accuracy']:.3f})")
+            helps += r["val_accuracy"] > r.get("paired_val_accuracy", base["val_accuracy"])
         print(f"| {t_name} | " + " | ".join(cells) + f" | {'-' if t_name == 'base' else helps} |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

@@ -141,3 +141,63 @@ def test_the_reliability_diagram_is_drawn_and_shown_in_the_calibration_section(t
     assert "The reliability diagram is missing." in calibration_section(calibration, tmp_path / "none.png")
     empty = plot_reliability({"reliability": []}, tmp_path / "empty.png")
     assert empty.stat().st_size > 1000
+
+
+def test_the_test_time_flip_is_chosen_by_validation_accuracy_then_log_loss():
+    from imgclf.evaluation.calibration import choose_flip
+    labels = np.array([0, 1, 1, 0])
+    plain = np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45], [0.8, 0.2]])  # 3 of 4 right
+    helps = np.array([[0.6, 0.4], [0.3, 0.7], [0.1, 0.9], [0.8, 0.2]])  # the mirror gets the third right
+    hurts = np.array([[0.1, 0.9], [0.9, 0.1], [0.5, 0.5], [0.8, 0.2]])
+    surer = np.array([[0.9, 0.1], [0.1, 0.9], [0.55, 0.45], [0.9, 0.1]])  # same answers, lower loss
+    on = choose_flip(plain, helps, labels)
+    assert on["flip"] and on["val_accuracy"] == {"plain": 0.75, "flip": 1.0}
+    assert on["val_loss"]["flip"] < on["val_loss"]["plain"]
+    assert not choose_flip(plain, hurts, labels)["flip"]
+    assert choose_flip(plain, surer, labels)["flip"]  # equal accuracy, lower log loss
+    assert not choose_flip(plain, plain, labels)["flip"]  # nothing gained: one forward pass is cheaper
+    # a model never taught that mirror images share a class is not flipped, whatever validation says
+    refused = choose_flip(plain, helps, labels, flips_in_training=False)
+    assert not refused["flip"] and "does not flip" in refused["reason"]
+    assert choose_flip(plain, hurts, labels, "on")["flip"] and not choose_flip(plain, helps, labels, "off")["flip"]
+    assert not choose_flip(None, None, labels[:0])["flip"]  # no validation split: off
+
+
+def test_a_flipping_classifier_averages_each_image_with_its_mirror_image():
+    import keras
+    from imgclf.deploy.predict import Classifier
+    from imgclf.ranking import mirror
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    images = np.random.default_rng(0).integers(0, 255, (5, 4, 4, 3)).astype(np.uint8)
+    plain = Classifier(model, ["a", "b", "c"], 4, "m").predict_arrays(images)
+    mirrored = Classifier(model, ["a", "b", "c"], 4, "m").predict_arrays(mirror(images))
+    assert np.abs(plain - mirrored).max() > 1e-3  # the model is not symmetric: the flip changes answers
+    both = Classifier(model, ["a", "b", "c"], 4, "m", flip=True, temperature=1.7).predict_arrays(images, batch_size=2)
+    np.testing.assert_allclose(both, temper((plain + mirrored) / 2, 1.7), atol=1e-6)  # averaged, then tempered
+    assert (mirror(images)[:, :, 0] == images[:, :, -1]).all()
+
+
+def test_the_flip_is_decided_on_validation_only(tmp_path):
+    from imgclf.record import RunRecord
+    from imgclf.workflow import _evaluate_test
+    rng = np.random.default_rng(2)
+    job, arrays = _job_and_arrays(np.zeros(60, int), np.zeros(60, int))
+    val = rng.integers(0, 3, 60)
+    test = rng.integers(0, 3, 60)
+
+    def decided(val_labels, test_labels, name):
+        job, arrays = _job_and_arrays(val_labels, test_labels)
+        evaluation, calibration = _evaluate_test(job, RunRecord(tmp_path / name), arrays, None)
+        return calibration["flip"]
+    base = decided(val, test, "base")
+    assert set(base["val_accuracy"]) == {"plain", "flip"} and base["setting"] == "auto"
+    assert decided(val, (test + 1) % 3, "test-changed") == base  # test labels move nothing
+    # the validation labels the mirror images get right decide it: label val by what each way says
+    job, arrays = _job_and_arrays(val, test)
+    from imgclf.ranking import mirror
+    plain = job.net.model.predict(arrays["val"].astype("float32"), verbose=0)
+    flipped = job.net.model.predict(mirror(arrays["val"]).astype("float32"), verbose=0)
+    assert decided((plain + flipped).argmax(1), test, "val-mirrored")["flip"]
+    assert not decided(plain.argmax(1), test, "val-plain")["flip"]

@@ -112,6 +112,53 @@ def test_raw_exported_graphs_return_calibrated_probabilities_without_imgclf(run,
         assert load(exports[fmt]).temperature == 1.0  # nothing applied twice
 
 
+def test_a_chosen_test_time_flip_is_folded_into_every_exported_graph(run, held_out, tmp_path_factory):
+    """A run that chose the flip on validation: its model averages each image with its mirror
+    image inside the exported graph, so the bare .tflite and .onnx answer like ``imgclf predict``
+    (and imgclf, loading them, does not flip a second time)."""
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+    from imgclf.ranking import mirror
+    flipped = tmp_path_factory.mktemp("flip") / "digits"
+    shutil.copytree(run, flipped, ignore=shutil.ignore_patterns("export"))
+    info = json.loads((flipped / "run.json").read_text())
+    info["calibration"]["flip"] = {"flip": True, "setting": "on", "reason": "train.test_time_flip: on"}
+    (flipped / "run.json").write_text(json.dumps(info))
+    clf = load(flipped)
+    assert clf.flip
+    images = held_out[0]
+    reference = clf.predict_arrays(images)
+    clf.flip = False
+    plain, mirrored = clf.predict_arrays(images), clf.predict_arrays(mirror(images))
+    np.testing.assert_allclose(reference, temper_mean(plain, mirrored, clf.temperature), atol=1e-5)
+    assert np.abs(reference - plain).max() > 1e-3  # the flip changes these probabilities
+    exporter = Exporter(flipped)
+    paths = {fmt: exporter.export(fmt).path for fmt in ("tflite", "onnx", "keras")}
+    floats = images.astype(np.float32)
+    interpreter = Interpreter(model_path=str(paths["tflite"]))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], floats.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], floats)
+    interpreter.invoke()
+    session = onnxruntime.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    for raw in (interpreter.get_tensor(out["index"]), session.run(None, {session.get_inputs()[0].name: floats})[0]):
+        np.testing.assert_allclose(raw, reference, atol=1e-4)
+    for fmt, path in paths.items():
+        sidecar = json.loads((path.parent / f"{path.name}.json").read_text())
+        assert (sidecar["flip"], sidecar["flip_in_graph"], sidecar["check"]["agreement"]) == (True, True, 1.0)
+        again = load(path)
+        assert not again.flip  # in the graph: nothing applied twice
+        np.testing.assert_allclose(again.predict_arrays(images), reference, atol=1e-4)
+
+
+def temper_mean(plain, mirrored, temperature):
+    """What a flipping classifier returns: the raw probabilities averaged, then tempered."""
+    from imgclf.ranking import temper
+    raw = [temper(p, 1 / temperature) for p in (plain, mirrored)]  # undo the temperature on each
+    return temper((raw[0] + raw[1]) / 2, temperature)
+
+
 def test_sizes_and_input_types_fit_each_format(exports):
     from imgclf.runtime import LiteRTRuntime
     size = {fmt: os.path.getsize(exports[fmt]) for fmt in ("tflite", "tflite-dynamic", "tflite-int8")}

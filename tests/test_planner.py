@@ -274,10 +274,11 @@ def test_time_left_over_grows_only_a_phase_whose_epochs_were_planned(stretch, ex
     lrs = [r["lr"] for r in rows]  # the schedule, spread over the new count, still falls to its end
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(
         1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + np.cos(np.pi * (expected - 1) / expected)))
-    clock.now = 0  # 12-s epochs: after one, 88 s left, 20 + 10 kept: 1 + (88 - 30) // 12 = 5 epochs
+    clock.now = 0  # 12-s epochs: after one, 88 s left, 20 + 10 kept: 1 + (88 - 30) // 12 = 5 epochs,
+    # then 0.83 of a sixth in the 10 s left beyond what is kept (a part epoch: see the test below)
     deadline = Deadline(end=100.0, reserve_s=20.0, epoch_s={"fine_tune": 12.0}, clock=clock, stretch=stretch,
                         margin_s=10.0)
-    assert len(_timed_phase(clock, 12, 4, deadline, "cosine", "fine_tune")) == (5 if stretch else 4)
+    assert len(_timed_phase(clock, 12, 4, deadline, "cosine", "fine_tune")) == (6 if stretch else 4)
 
 
 def test_a_stretched_phase_interrupted_resumes_to_its_stretched_count(tmp_path):
@@ -329,3 +330,60 @@ def test_a_planned_run_is_not_stopped_early_before_its_grown_epochs_are_done():
     planned = apply(load_config(None, {}), recipe).train
     assert planned.patience >= MAX_STRETCH * 9 and planned.schedule == "cosine" and planned.keep == "auto"
     assert apply(load_config(None, {"train.patience": 2}), recipe).train.patience == 2  # the user's stays
+
+
+def test_a_possible_test_time_flip_is_priced_as_a_second_prediction_of_val_and_test():
+    recipe = Recipe(96, 3, 2, 5, 5)
+    once = expected_stages(recipe, SMALL, FakeCosts())
+    twice = expected_stages(recipe, dataclasses.replace(SMALL, mirrored=True), FakeCosts())
+    assert twice["predict"] == pytest.approx(2 * once["predict"])
+    assert {k: v for k, v in twice.items() if k != "predict"} == {k: v for k, v in once.items() if k != "predict"}
+
+
+def test_time_left_over_less_than_an_epoch_buys_a_part_of_one_at_the_lowest_rate(capsys):
+    """4 cosine epochs of 8 batches, 3.75 s each (30 s an epoch), 165 s with 20 s reserved and a
+    10-s margin: after the 4 epochs (120 s) the 45 s left hold 15 s beyond what is kept, half an
+    epoch, so 4 more batches run, at the floor rate, and the run still ends inside its budget.
+    With less left over, or when the phase may not grow, nothing is added."""
+    import keras
+    import tensorflow as tf
+
+    from imgclf.config import TrainConfig
+    from imgclf.training.phases import EarlyStopping, EpochLog, Phase, fit_phase
+
+    def run(end, stretch):
+        clock = FakeClock()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+        data = tf.data.Dataset.from_tensor_slices((x, np.eye(2, dtype=np.float32)[np.arange(16) % 2])).batch(2)
+        seen = []
+
+        def batches(epoch):
+            for xb, yb in data:
+                clock.now += 3.75
+                seen.append(epoch)
+                yield xb, yb
+        deadline = Deadline(end=end, reserve_s=20.0, epoch_s={"fine_tune": 30.0}, clock=clock, stretch=stretch,
+                            margin_s=10.0)
+        rows = fit_phase(Phase(model, batches, None, 8), "fine_tune", TrainConfig(patience=50, schedule="cosine"),
+                         1e-2, 4, EarlyStopping(50, model), EpochLog(verbose=False), None, deadline=deadline)
+        return rows, seen, clock.now
+    rows, seen, ended = run(165.0, ("fine_tune",))
+    assert [seen.count(e) for e in range(5)] == [8, 8, 8, 8, 4] and len(rows) == 5
+    assert rows[-1]["lr"] == pytest.approx(1e-4) and rows[-2]["lr"] > 1e-4 and ended <= 165 - 20
+    assert "budget: fine-tuning gets 0.50 of one more epoch at the lowest rate" in capsys.readouterr().out
+    for end, stretch in ((155.0, ("fine_tune",)), (165.0, ())):  # 5 s over the margin: under 0.25 of an epoch
+        rows, seen, _ = run(end, stretch)
+        assert len(rows) == 4 and len(seen) == 32
+    assert "one more epoch" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("budget", [300, 600, 900, 3600])
+def test_a_set_large_enough_for_one_view_never_grows_views(budget):
+    """Full Fashion-MNIST's target is one view; short of time it gives up fine-tuning epochs, and
+    what is left short of an epoch must not buy views (it went to 4 views and 3 epochs: test
+    0.934, against 0.939 with one): the run's re-fit and part epoch spend it on training."""
+    plan = make_plan(budget, FULL, FakeCosts(per_block=1e-3), median_side=28, **LITE)
+    assert plan.recipe.views == 1
+    small = make_plan(budget, SMALL, FakeCosts(), median_side=28, **LITE)
+    assert small.recipe.views >= target_recipe(SMALL, 28, 224, 18).views  # small sets still grow them

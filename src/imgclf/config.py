@@ -28,6 +28,7 @@ KEEPS = ("auto", "best", "last")
 CACHES = ("memory", "disk", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 RUNTIMES = ("auto", "tflite", "tf")
+TEST_TIME_FLIPS = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,7 @@ class ModelConfig:
 class TrainConfig:
     """The two phases: head on a frozen base, then fine-tuning of the top of the base."""
 
-    # Empty (None/0/auto) values are planned to fit the budget (imgclf.training.planner); a value
-    # given is kept as it is.
+    # Empty (None/0/auto) values are planned to fit the budget (training.planner); given ones are kept.
     budget_s: float = 0.0  # seconds for the whole run; 0: the default budget (planner.default_budget)
     epochs: int | None = None  # phase 1 (head only), at most; early stopping may end it sooner
     fine_tune_epochs: int | None = None  # phase 2; 0 skips fine-tuning
@@ -81,18 +81,16 @@ class TrainConfig:
     lr: float = 1e-3
     fine_tune_lr: float = 3e-4  # 1e-4 before: 3e-4 helped validation on four datasets (RESULTS.md)
     label_smoothing: float = 0.0
-    # early stopping on validation loss; None: 3, or when planned, never before the planned
-    # epochs (or those a re-fit grew them to) are done; which epoch's weights are kept: train.keep
-    patience: int | None = None
+    patience: int | None = None  # on validation loss; None: 3, or planned: never before the (grown) epochs
     schedule: str = "auto"  # auto: cosine when planned, else plateau
     # the weights the run ends with: best (lowest validation loss), last (the last epoch's), or
     # auto: last under a cosine schedule (it ends at its floor), best otherwise (keep_of)
     keep: str = "auto"
     class_weights: str = "none"
     top_k: int = 5
-    # Fast path: run the frozen part of the network once per image and augmented view, cache the
-    # result, and train only what trains on the cache. False: the plain path (every epoch runs
-    # the whole network on freshly augmented images), kept for comparison.
+    test_time_flip: str = "auto"  # average with the mirror image's prediction: on, off, auto (flip_considered)
+    # Fast path: the frozen part runs once per image and view, cached; only the rest trains on the
+    # cache. False: the plain path (the whole network on fresh augmentations every epoch).
     feature_cache: bool = True
     views: int = 0  # cached views per training image (the first unaugmented); 0: by data size (features.choose_views)
     cache_memory_mb: int = 1024  # decoded images and caches above this go to disk (run_dir/cache)
@@ -122,6 +120,18 @@ def keep_of(keep: str, schedule: str) -> str:
         ('last', 'best')
     """
     return keep if keep != "auto" else ("last" if schedule == "cosine" else "best")
+
+
+def flip_considered(test_time_flip: str, augment_flip: str) -> bool:
+    """Whether the test-time flip may be on: train.test_time_flip is on, or auto while training
+    flips horizontally (data.augment.flip: the model learnt that a mirror image has the same
+    class); auto then chooses on validation (imgclf.evaluation.calibration.choose_flip).
+
+    Example:
+        >>> flip_considered("auto", "horizontal"), flip_considered("auto", "none")
+        (True, False)
+    """
+    return test_time_flip == "on" or (test_time_flip == "auto" and "horizontal" in augment_flip)
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -267,15 +277,19 @@ def validate(config: RunConfig) -> None:
         >>> validate(RunConfig())
     """
     d, a, m, t = config.data, config.data.augment, config.model, config.train
+    for key, value, choices in (("data.cache", d.cache, CACHES), ("data.augment.flip", a.flip, FLIPS),
+                                ("train.schedule", t.schedule, SCHEDULES), ("train.keep", t.keep, KEEPS),
+                                ("train.class_weights", t.class_weights, CLASS_WEIGHTS),
+                                ("train.test_time_flip", t.test_time_flip, TEST_TIME_FLIPS),
+                                ("train.runtime", t.runtime, RUNTIMES)):
+        _check(value in choices, f"{key} must be one of {', '.join(choices)}, got '{value}'")
     _check(0.0 <= d.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     _check(0.0 <= d.test_fraction < 1.0, f"data.test_fraction must be in [0, 1), got {d.test_fraction}")
     _check(d.val_fraction + d.test_fraction < 1.0, "data.val_fraction + data.test_fraction must be below 1")
     _check(d.image_size == 0 or 16 <= d.image_size <= 1024, f"data.image_size must be 0 (auto) or 16-1024, got {d.image_size}")
     _check(d.batch_size >= 1, f"data.batch_size must be at least 1, got {d.batch_size}")
-    _check(d.cache in CACHES, f"data.cache must be one of {', '.join(CACHES)}, got '{d.cache}'")
     _check(d.max_pixels >= 1, f"data.max_pixels must be positive, got {d.max_pixels}")
     _check(0.0 <= a.rotation <= 0.5, f"data.augment.rotation must be in [0, 0.5] turns, got {a.rotation}")
-    _check(a.flip in FLIPS, f"data.augment.flip must be one of {', '.join(FLIPS)}, got '{a.flip}'")
     for key in ("zoom", "translation", "contrast", "brightness"):
         value = getattr(a, key)
         _check(0.0 <= value < 1.0, f"data.augment.{key} must be in [0, 1), got {value}")
@@ -291,10 +305,6 @@ def validate(config: RunConfig) -> None:
     _check(t.lr > 0 and t.fine_tune_lr > 0, "train.lr and train.fine_tune_lr must be positive")
     _check(0.0 <= t.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     _check(t.patience is None or t.patience >= 1, f"train.patience must be at least 1, got {t.patience}")
-    _check(t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
-    _check(t.keep in KEEPS, f"train.keep must be one of {', '.join(KEEPS)}, got '{t.keep}'")
-    _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got '{t.class_weights}'")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
-    _check(t.runtime in RUNTIMES, f"train.runtime must be one of {', '.join(RUNTIMES)}, got '{t.runtime}'")
     _check(0 <= t.views <= 64, f"train.views must be 0 (automatic) or 1-64, got {t.views}")
     _check(t.cache_memory_mb >= 0, f"train.cache_memory_mb must be 0 or more, got {t.cache_memory_mb}")

@@ -54,6 +54,17 @@ def temper(probs, temperature: float) -> np.ndarray:
     return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(probs.dtype if probs.dtype.kind == "f" else np.float32)
 
 
+def mirror(images) -> np.ndarray:
+    """Each image mirrored left to right ((N, H, W, C) in, the same dtype out, contiguous): the
+    other half of a test-time flip (imgclf.evaluation.calibration.choose_flip).
+
+    Example:
+        >>> mirror(np.arange(6).reshape(1, 1, 3, 2))[0, 0, :, 0]
+        array([4, 2, 0])
+    """
+    return np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+
+
 UNKNOWN = "unknown"  # the answer below the confidence asked for (predict --min-confidence, serve)
 
 

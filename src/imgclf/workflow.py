@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from imgclf import data as data_mod
-from imgclf.config import RunConfig, config_to_dict
+from imgclf.config import RunConfig, config_to_dict, flip_considered
 from imgclf.options import resolve_config
 from imgclf.record import RunRecord
 from imgclf.training.distribute import Cluster, make_strategy, strategy_info
@@ -173,7 +173,8 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
             lost_peers(cluster, record.path if cluster.is_chief else "RUN"):
         history = fit_two_phase(job.net, cfg.train, phase_data, log, weights, checkpoint=record,
                                 resume=resume, strategy=strategy, deadline=deadline)
-    probs = _cached_probs(phase_data, arrays) if cache_stats else None
+    probs = _held_out_probs(lambda images, mirrored: phase_data.predict(images, flip=mirrored), arrays,
+                            dataset.labels["val"], cfg) if cache_stats else None
     shards = WorkerShards(cluster, strategy)
     if not cluster.is_chief:
         with lost_peers(cluster, "RUN"):
@@ -208,44 +209,55 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
         print(f"report: {record.report_path}")
 
 
-def _cached_probs(cached, arrays) -> dict:
-    """The raw probabilities of val and test on the cached path, each worker its shard, gathered
-    on all (so every worker calls this), and the seconds the test split took."""
-    probs = {"val": cached.predict(arrays["val"])} if len(arrays["val"]) else {}
+def _held_out_probs(predict, arrays, val_labels, cfg: RunConfig) -> dict:
+    """The raw probabilities of val and test by ``predict(images, mirrored)``, the test-time flip
+    chosen on val only (test then averaged with its mirror images when it is on), and the
+    seconds the test split took. On the cached path every worker calls this, predicting its
+    shard and gathering all rows (features.CachedData.predict), so every worker decides the same."""
+    from imgclf.evaluation.calibration import choose_flip
+    considered = flip_considered(cfg.train.test_time_flip, cfg.data.augment.flip)
+    val = predict(arrays["val"], False) if len(arrays["val"]) else None
+    flipped = predict(arrays["val"], True) if val is not None and considered else None
+    flip = choose_flip(val, flipped, val_labels, cfg.train.test_time_flip, considered)
+    probs = {"flip": flip, "val": (val + flipped) / 2 if flip["flip"] and val is not None else val}
     began = time.perf_counter()
     if len(arrays["test"]):
-        probs["test"] = cached.predict(arrays["test"])
+        test = predict(arrays["test"], False)
+        probs["test"] = (test + predict(arrays["test"], True)) / 2 if flip["flip"] else test
     probs["test_seconds"] = round(time.perf_counter() - began, 2)
     return probs
 
 
 def _evaluate_test(job: Job, record: RunRecord, arrays, probs):
-    """Fit the temperature and the abstain thresholds on the validation split, then evaluate the
-    calibrated model on the test split (None without one), saved into the run; returns
-    (evaluation, run.json's "calibration"). On the cached path ``probs`` holds the raw
-    probabilities of val and test (features.CachedData.predict: the frozen part on the compiled
-    forward the caches used, the rest as a tf.function, each worker its shard); otherwise the
-    Classifier's Keras model predicts, as ``imgclf evaluate`` does.
+    """Choose the test-time flip, fit the temperature and the abstain thresholds on the
+    validation split, then evaluate the calibrated model on the test split (None without one),
+    saved into the run; returns (evaluation, run.json's "calibration"). On the cached path
+    ``probs`` holds what _held_out_probs gave (features.CachedData.predict: the frozen part on the
+    compiled forward the caches used, the rest as a tf.function, each worker its shard);
+    otherwise the Classifier's Keras model predicts, as ``imgclf evaluate`` does.
     """
     from imgclf.deploy.predict import Classifier
     from imgclf.evaluation import evaluate_on, save_evaluation
     from imgclf.evaluation.calibration import abstain_thresholds, fit_temperature, temper
+    from imgclf.ranking import mirror
     from imgclf.runtime import choose_runtime
     cfg, images, labels = job.cfg, arrays["test"], job.dataset.labels
     clf = Classifier(job.net.model, job.dataset.class_names, cfg.data.image_size, record.path, cfg.data.max_pixels)
-    predict, runtime, val_probs = None, None, None
-    if probs is not None:
-        predict, runtime = (lambda _: probs["test"]), choose_runtime(cfg.train.runtime, len(images)) + "+tf"
-    if len(arrays["val"]):  # validation only: the test split never touches the temperature
-        raw = probs["val"] if probs is not None else clf.predict_arrays(arrays["val"])
-        clf.temperature = fit_temperature(raw, labels["val"])
-        val_probs = temper(raw, clf.temperature)
-    calibration = {"temperature": clf.temperature, "fitted_on": "val", "val_images": len(arrays["val"])}
+    runtime = choose_runtime(cfg.train.runtime, len(images)) + "+tf" if probs is not None else None
+    if probs is None:  # by batches: the images may be read from disk
+        probs = _held_out_probs(lambda x, mirrored: np.concatenate(
+            [clf.predict_arrays(mirror(x[i:i + 256]) if mirrored else x[i:i + 256]) for i in range(0, len(x), 256)]),
+            arrays, labels["val"], cfg)
+    calibration, val_probs = {"fitted_on": "val", "val_images": len(arrays["val"]), "flip": probs["flip"]}, None
+    if probs["val"] is not None:  # validation only: the test split never touches the flip or the temperature
+        clf.temperature = fit_temperature(probs["val"], labels["val"])
+        val_probs = temper(probs["val"], clf.temperature)
+    clf.flip, calibration["temperature"] = probs["flip"]["flip"], clf.temperature
     if not len(images):
         return None, calibration
-    evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=predict, runtime=runtime)
-    if probs is not None:  # the predictions themselves were made before, by every worker
-        evaluation.seconds = round(evaluation.seconds + probs["test_seconds"], 2)
+    evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=lambda _: probs["test"],
+                             runtime=runtime)
+    evaluation.seconds = round(evaluation.seconds + probs["test_seconds"], 2)  # the predictions were made before
     save_evaluation(evaluation, images, record, model=job.net.model)
     if val_probs is not None:  # chosen on validation; the test columns are only reported
         calibration["thresholds"] = abstain_thresholds(val_probs, labels["val"], evaluation.probs, evaluation.labels)

@@ -1,5 +1,5 @@
 """Layers of our own that travel inside saved models: preprocessing, so a model always takes raw
-0-255 RGB, and a 1x1 convolution that trains faster on a CPU.
+0-255 RGB, a 1x1 convolution that trains faster on a CPU, and the mirror image of a test-time flip.
 
 Importing this module registers the layers with Keras (package ``imgclf``); a process that
 loads a saved ``.keras`` model must import it first.
@@ -76,3 +76,20 @@ class PointwiseConv2D(keras.layers.Conv2D):
             out = out + self.bias
         out = ops.reshape(out, (shape[0], shape[1], shape[2], self.filters))
         return self.activation(out) if self.activation is not None else out
+
+
+@keras.saving.register_keras_serializable(package="imgclf")
+class Mirror(keras.layers.Layer):
+    """Each image mirrored left to right (NHWC): the second view of a test-time flip folded into
+    an exported graph (imgclf.training.model.fold_flip).
+
+    Example:
+        >>> Mirror()(np.arange(3.0).reshape(1, 1, 3, 1))[0, 0, :, 0]
+        [2.0, 1.0, 0.0]
+    """
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

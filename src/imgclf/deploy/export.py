@@ -2,7 +2,8 @@
 
 Every exported graph takes raw 0-255 RGB at the model's size (the preprocessing is inside) and
 returns class probabilities, calibrated: the run's temperature (fitted on validation) is folded
-into the final layer's weights (``temperature_in_graph`` in the record), so the raw .tflite or
+into the final layer's weights (``temperature_in_graph`` in the record), and a test-time flip the
+run chose on validation into the graph (``flip_in_graph``), so the raw .tflite or
 .onnx answers like ``imgclf predict`` without imgclf; its class names travel with it. Before a model takes its final
 name it runs on the run's test split (the validation split if there is no test split), through
 the same evaluator as training, and it is judged by what it loses: it is refused, and not left
@@ -124,9 +125,9 @@ class Exporter:
         with (atomic_dir(dest) if fmt.is_dir else atomic_path(dest, fmt.suffix)) as tmp:
             calibration = self.calibration(calibration_images) if fmt.calibrated else None
             model, folded = self.tempered()
-            record["temperature_in_graph"] = folded
+            record["temperature_in_graph"], record["flip_in_graph"] = folded, self.clf.flip
             fmt.convert(ExportJob(model, tmp, record, list(self.clf.class_names), calibration,
-                                  None if folded else self.record.model_path))
+                                  None if folded or self.clf.flip else self.record.model_path))
             if verbose:
                 print(f"{fmt.name}: checking on {len(images)} {split} images", flush=True)
             exported = Classifier(fmt.open(tmp, self.num_threads), self.clf.class_names, self.clf.image_size,
@@ -158,7 +159,8 @@ class Exporter:
         """(the model to convert, whether the run's temperature is folded into it): a second copy
         of the run's model whose final layer divides by T (imgclf.training.model.fold_temperature),
         so every exported graph returns calibrated probabilities even outside imgclf; the run's
-        own model when T is 1. Loaded once."""
+        own model when T is 1. When the run chose the test-time flip, the model averages each
+        image's probabilities with its mirror image's in its graph too (fold_flip). Loaded once."""
         if self._tempered is None:
             self._tempered = (self.clf.model, False)
             if self.clf.temperature != 1.0:
@@ -167,6 +169,9 @@ class Exporter:
                 model = load_keras_model(self.record.model_path)
                 if fold_temperature(model, self.clf.temperature):
                     self._tempered = (model, True)
+            if self.clf.flip:
+                from imgclf.training.model import fold_flip
+                self._tempered = (fold_flip(self._tempered[0]), self._tempered[1])
         return self._tempered
 
     def _record_check(self, format: str, metrics: dict) -> None:
@@ -215,6 +220,7 @@ def _record(fmt: ExportFormat, clf: Classifier, cfg, record: RunRecord) -> dict:
                       "resize": "squash to image_size x image_size"},
             "temperature": clf.temperature,  # fitted on validation; in the graph when temperature_in_graph,
             # else applied to the outputs by imgclf.load
+            "flip": clf.flip,  # test-time flip, chosen on validation; in the graph when flip_in_graph
             "run": str(record.path.resolve()), "imgclf_version": __version__}
 
 

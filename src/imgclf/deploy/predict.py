@@ -20,7 +20,7 @@ from imgclf.data.images import BadImage, read_image, resize
 from imgclf.deploy.formats import family, format_for
 from imgclf.errors import ImgclfError
 from imgclf.files import LABELS_FILE, load_labels
-from imgclf.ranking import temper, top_k
+from imgclf.ranking import mirror, temper, top_k
 from imgclf.record import RunRecord
 from imgclf.runtime import KerasRuntime, Runtime, load_keras_model
 
@@ -34,7 +34,9 @@ class Classifier:
     exported model's record (backbone, input type...) when there is one. ``temperature`` (fitted
     on the run's validation split, imgclf.evaluation.calibration; stored in run.json and in every
     export's record) scales every probability that leaves ``predict_arrays``: predict, serve,
-    the export check and every format return the same calibrated probabilities.
+    the export check and every format return the same calibrated probabilities. ``flip`` (chosen
+    on validation, imgclf.evaluation.calibration.choose_flip; stored beside the temperature)
+    averages each image's probabilities with its mirror image's before the temperature.
     """
 
     model: object  # keras.Model or runtimes.Runtime
@@ -45,6 +47,7 @@ class Classifier:
     format: str = "keras"
     info: dict = field(default_factory=dict)
     temperature: float = 1.0
+    flip: bool = False
 
     def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities for RGB images already at the model's size.
@@ -67,9 +70,16 @@ class Classifier:
             raise ImgclfError(f"expected images of shape (N, {self.image_size}, {self.image_size}, 3), "
                               f"got {images.shape}")
         # Batches go to the runtime as given: a uint8 TFLite input takes raw pixels without a copy.
-        out = [temper(np.asarray(self._forward(images[i:i + batch_size]), np.float32), self.temperature)
+        out = [temper(self._probs(images[i:i + batch_size]), self.temperature)
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def _probs(self, batch) -> np.ndarray:
+        """The model's probabilities for one batch, averaged with its mirror image's under ``flip``."""
+        probs = np.asarray(self._forward(batch), np.float32)
+        if self.flip:
+            probs = (probs + np.asarray(self._forward(mirror(batch)), np.float32)) / 2
+        return probs
 
     def _forward(self, batch):
         if not hasattr(self, "_runtime"):
@@ -162,7 +172,8 @@ def load(source: str | Path, num_threads: int | None = None) -> Classifier:
     _check_classes(source, runtime.num_classes, names)
     in_graph = info.get("temperature_in_graph") is True  # folded into the weights; older exports were not
     return Classifier(runtime, names, runtime.image_size, source, format=runtime.format, info=info,
-                      temperature=1.0 if in_graph else float(info.get("temperature", 1.0)))
+                      temperature=1.0 if in_graph else float(info.get("temperature", 1.0)),
+                      flip=info.get("flip") is True and info.get("flip_in_graph") is not True)
 
 
 def _load_run(record: RunRecord) -> Classifier:
@@ -171,9 +182,11 @@ def _load_run(record: RunRecord) -> Classifier:
     class_names = record.read_labels()
     _check_classes(record.path, model.output_shape[-1], class_names)
     config = record.read_config()
-    temperature = float((record.read_run_info().get("calibration") or {}).get("temperature", 1.0))
+    calibration = record.read_run_info().get("calibration") or {}
+    temperature, flip = float(calibration.get("temperature", 1.0)), (calibration.get("flip") or {}).get("flip") is True
     return Classifier(model, class_names, int(model.input_shape[1]), record.path, config.data.max_pixels,
-                      info={"backbone": config.model.backbone, "temperature": temperature}, temperature=temperature)
+                      info={"backbone": config.model.backbone, "temperature": temperature, "flip": flip},
+                      temperature=temperature, flip=flip)
 
 
 def _check_classes(source: Path, num_outputs: int, class_names: list[str]) -> None:

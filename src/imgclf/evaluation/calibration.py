@@ -51,6 +51,49 @@ def fit_temperature(probs, labels) -> float:
     return round(float(np.exp(fit.x)), 4)
 
 
+def choose_flip(plain, flipped, labels, setting: str = "auto", flips_in_training: bool = True) -> dict:
+    """Whether to average each prediction with its mirror image's (test-time flip), decided on
+    the validation split only.
+
+    ``auto`` turns it on when training flipped images horizontally (so the model was taught that
+    a mirror image has the same class) and the average raises validation accuracy, or keeps it
+    equal and lowers the log loss; ``on`` and ``off`` force it.
+
+    Args:
+        plain: (N, C) the model's probabilities on the validation images (None: not computed).
+        flipped: (N, C) its probabilities on their mirror images (None: not computed).
+        labels: (N,) the validation labels.
+        setting: train.test_time_flip: auto, on or off.
+        flips_in_training: whether training flips horizontally (imgclf.config.flip_considered).
+
+    Returns:
+        ``{"flip": bool, "setting", "reason"}``, plus the validation accuracy and log loss of both
+        ways (``val_accuracy`` / ``val_loss``: {"plain", "flip"}) when both were computed.
+
+    Example:
+        >>> choose_flip(np.array([[0.6, 0.4]]), np.array([[0.2, 0.8]]), np.array([0]))["flip"]
+        False
+    """
+    facts = {"setting": setting}
+    if plain is not None and flipped is not None and len(labels):
+        plain, flipped, labels = np.asarray(plain, np.float64), np.asarray(flipped, np.float64), np.asarray(labels)
+        both = (plain + flipped) / 2
+        facts["val_accuracy"] = {k: round(float(np.mean(p.argmax(1) == labels)), 4)
+                                 for k, p in (("plain", plain), ("flip", both))}
+        facts["val_loss"] = {k: round(_nll(p, labels), 4) for k, p in (("plain", plain), ("flip", both))}
+    if setting in ("on", "off"):
+        return {"flip": setting == "on", **facts, "reason": f"train.test_time_flip: {setting}"}
+    if not flips_in_training:
+        return {"flip": False, **facts, "reason": "training does not flip images horizontally"}
+    if "val_accuracy" not in facts:
+        return {"flip": False, **facts, "reason": "no validation images to decide on"}
+    acc, loss = facts["val_accuracy"], facts["val_loss"]
+    better = (acc["flip"], -loss["flip"]) > (acc["plain"], -loss["plain"])
+    return {"flip": bool(better), **facts,
+            "reason": f"validation accuracy {acc['plain']:.4f} -> {acc['flip']:.4f}, "
+                      f"log loss {loss['plain']:.4f} -> {loss['flip']:.4f} with the mirror image averaged in"}
+
+
 def reliability(probs, labels, bins: int = BINS) -> list[dict]:
     """Per equal-width confidence bin: its range, images, mean confidence and accuracy.
 

@@ -20,15 +20,29 @@ from imgclf.record import RunRecord
 def extra_sections(record: RunRecord) -> str:
     """Every extra section the run's files support, as HTML."""
     calibration = record.read_metrics().get("calibration") or {}
-    return calibration_section(calibration, record.plot_path("reliability")) + coverage_section(calibration) + export_section(record.read_export_metrics())
+    flip = (record.read_run_info().get("calibration") or {}).get("flip")
+    return (calibration_section(calibration, record.plot_path("reliability"), flip) + coverage_section(calibration)
+            + export_section(record.read_export_metrics()))
 
 
-def calibration_section(calibration: dict, diagram: Path | None = None) -> str:
-    """ECE and log loss before/after the temperature; the reliability diagram (``diagram``, a PNG
+def flip_text(flip: dict) -> str:
+    """The test-time flip decision in words: ``on: validation accuracy 93.9% -> 94.2% ...``."""
+    said = "on" if flip.get("flip") else "off"
+    acc, loss = flip.get("val_accuracy"), flip.get("val_loss")
+    if acc and loss:
+        return (f"{said}: validation accuracy {100 * acc['plain']:.2f}% → {100 * acc['flip']:.2f}%, log loss "
+                f"{num(loss['plain'], 4)} → {num(loss['flip'], 4)} with the mirror image averaged in")
+    return f"{said}: {e(flip.get('reason', ''))}"
+
+
+def calibration_section(calibration: dict, diagram: Path | None = None, flip: dict | None = None) -> str:
+    """ECE and log loss before/after the temperature, and the test-time flip chosen on
+    validation (``flip``: run.json's calibration.flip); the reliability diagram (``diagram``, a PNG
     of calibration_plots.plot_reliability), and its table under <details>."""
     if "reliability" not in calibration:
         return ""
-    items = [("temperature (fitted on validation)", num(calibration["temperature"], 3)),
+    items = [("test-time flip (chosen on validation)", flip_text(flip))] if flip else []
+    items += [("temperature (fitted on validation)", num(calibration["temperature"], 3)),
              ("ECE before", pct(calibration["ece_before"])), ("ECE after", pct(calibration["ece_after"])),
              ("log loss before", num(calibration["log_loss_before"], 4)),
              ("log loss after", num(calibration["log_loss_after"], 4))]

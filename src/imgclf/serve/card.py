@@ -33,7 +33,8 @@ def model_card(source: str | Path, classifier) -> dict:
             "image_size": classifier.image_size, "num_classes": len(classifier.class_names),
             "class_names": list(classifier.class_names), "metrics": None,
             "temperature": info.get("temperature", getattr(classifier, "temperature", 1.0)),
-            "temperature_in_graph": info.get("temperature_in_graph") is True}
+            "temperature_in_graph": info.get("temperature_in_graph") is True,
+            "test_time_flip": bool(getattr(classifier, "flip", False) or info.get("flip_in_graph") is True)}
     if "accuracy" in metrics:
         from imgclf.evaluation.metrics import HEADLINES
         card["metrics"] = {"n": metrics.get("n"), "top_k": metrics.get("top_k"),

@@ -1,7 +1,7 @@
 """The training stage: build the network, run the two phases, and what hooks into them.
 
-Owns: the network being trained and its backbone spec (``model``), the two-phase recipe with
-early stopping, schedules and class weights (``phases``), the train step and fused Adam
+Owns: the network being trained and its backbone spec (``model``), the two-phase recipe and
+class weights (``phases``), early stopping and schedules (``schedule``), the train step and fused Adam
 (``steps``), the fast path's feature cache (``features``), per-epoch checkpoints
 (``checkpoint``), history.csv and TensorBoard (``history``), and data-parallel training
 (``distribute``). May import: ``imgclf.data``, ``imgclf.backbones``, ``imgclf.runtime``,

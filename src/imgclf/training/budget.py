@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from imgclf.config import RunConfig
+from imgclf.config import RunConfig, flip_considered
 from imgclf.errors import ImgclfError
 from imgclf.training.planner import (BudgetTooSmall, Counts, Fixed, Plan, Recipe, default_budget, make_plan,
                                      target_recipe)
@@ -27,6 +27,7 @@ UNPLANNED = {"epochs": 10, "fine_tune_epochs": 5, "schedule": "plateau", "patien
 DECODE_SAMPLE = 16
 STRETCH_MARGIN = 0.04  # share of the budget a phase leaves unspent when it grows into time left over
 MAX_STRETCH = 3  # a phase that grows into time left over runs at most this many times its planned epochs
+MIN_PART = 0.25  # the least share of an epoch worth running at a phase's end (its validation pass is whole)
 STAGE_NAMES = {"fixed": "set-up and report", "load": "loading images", "cache": "feature cache",
                "head": "head", "fine_tune": "fine-tuning", "predict": "test prediction"}
 
@@ -91,7 +92,8 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
         ImgclfError: the budget is too small even for the smallest plan (it says what would do).
     """
     from imgclf.training.probe import probe
-    counts = Counts(*(len(dataset.paths[s]) for s in ("train", "val", "test")))
+    counts = Counts(*(len(dataset.paths[s]) for s in ("train", "val", "test")),
+                    mirrored=flip_considered(cfg.train.test_time_flip, cfg.data.augment.flip))
     median = _median_side(dataset)
     fixed = fixed_settings(cfg)
     target = fixed.apply(target_recipe(counts, median, spec.default_size, spec.num_blocks))
@@ -217,12 +219,13 @@ class Deadline:
         """Whether an epoch of ``epoch_s`` seconds still fits, keeping ``keep_s`` for what follows."""
         return self.left() - epoch_s >= self.reserve + keep_s
 
-    def ends_phase(self, name: str, done: int, epochs: int, keep_s: float = 0.0) -> bool:
-        """True (and says so) when phase ``name``'s next epoch, as long as its last one (or as
-        planned), would overrun. The first head epoch always runs: a model needs a trained head."""
+    def ends_phase(self, name: str, done: int, epochs: int, keep_s: float = 0.0, share: float = 1.0) -> bool:
+        """True (and says so) when phase ``name``'s next epoch (``share`` of one), as long as its
+        last one (or as planned), would overrun. The first head epoch always runs: a model needs
+        a trained head."""
         if name == "head" and done == 0:
             return False
-        last = self.epoch_s.get(name, 0.0)
+        last = self.epoch_s.get(name, 0.0) * share
         if self.allows(last, keep_s):
             return False
         what = "head phase" if name == "head" else "fine-tuning"
@@ -252,6 +255,28 @@ class Deadline:
             print(f"budget: {what} {epochs} -> {wanted} epochs: about {last:.{last < 10:d}f} s each, "
                   f"{self.left():.0f} s left, {self.reserve:.0f} s of them for evaluating and saving", flush=True)
         return wanted
+
+    def part(self, name: str, epochs: int, keep_s: float = 0.0, planned: int = 0) -> float:
+        """The share of one more epoch that phase ``name`` has time for after its ``epochs``
+        (0 when less than MIN_PART fits, or the phase may not grow): a run whose epochs are long
+        against its budget would otherwise end up to a whole epoch early. Only a phase in
+        ``stretch`` below its MAX_STRETCH x ``planned`` cap takes one; it says so.
+
+        Example:
+            >>> deadline.part("fine_tune", 5, planned=5)  # 60 s left over, 100-s epochs
+            0.6
+        """
+        last = self.epoch_s.get(name, 0.0)
+        if name not in self.stretch or last <= 0 or epochs >= MAX_STRETCH * planned:
+            return 0.0
+        share = (self.left() - self.reserve - keep_s - self.margin_s) / last
+        if share < MIN_PART:
+            return 0.0
+        share = round(min(share, 1.0), 2)
+        what = "head phase" if name == "head" else "fine-tuning"
+        print(f"budget: {what} gets {share:.2f} of one more epoch at the lowest rate: about {last:.{last < 10:d}f} s "
+              f"an epoch, {self.left():.0f} s left, {self.reserve:.0f} s of them for evaluating and saving", flush=True)
+        return share
 
     def ends_views(self, done: int, views: int, view_s: float) -> bool:
         """True (and says so) when one more cached view, as long as those made so far, would

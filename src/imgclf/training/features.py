@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.config import RunConfig
+from imgclf.ranking import mirror
 from imgclf.runtime.forward import choose_runtime, compile_forward
 from imgclf.training.model import Network
 
@@ -272,7 +273,7 @@ class CachedData:
         trainee = self.net.top_trainee(self.top, self.acts.shape[2:])
         return self._phase(trainee, self.acts, self.val_acts)
 
-    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def predict(self, images: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:
         """The trained classifier's probabilities, computed the fast way: the frozen part on the
         compiled forward the caches were built with (LiteRT for large jobs), the rest (the base's
         top, pooling and head; or the head alone) as a tf.function of the model's own layers.
@@ -282,6 +283,7 @@ class CachedData:
         Args:
             images: uint8 or float 0-255 RGB (N, S, S, 3).
             batch_size: images per forward pass.
+            flip: predict each image's mirror image instead (a test-time flip's other half).
 
         Returns:
             float32 (N, num_classes), as ``model.predict`` gives to within LiteRT's rounding.
@@ -302,6 +304,7 @@ class CachedData:
             out = np.empty((len(part), self.num_classes), np.float32)
             for start in range(0, len(part), batch_size):
                 x = np.asarray(part[start:start + batch_size], np.float32)
+                x = mirror(x) if flip else x
                 out[start:start + len(x)] = rest(forward(x)).numpy()
             return out
         return self.shards.predict(run, images, batch_size)

@@ -241,6 +241,27 @@ def fold_temperature(model: keras.Model, temperature: float) -> bool:
     return True
 
 
+def fold_flip(model: keras.Model) -> keras.Model:
+    """Put a test-time flip into the graph: a model that returns the mean of ``model``'s
+    probabilities on each image and on its mirror image (what imgclf.deploy.predict.Classifier
+    does with ``flip``), so an export answers the same outside imgclf.
+
+    Args:
+        model: an imgclf classifier (raw 0-255 RGB in, probabilities out); shared, not copied.
+
+    Returns:
+        A new keras.Model over ``model``, named ``<model.name>_flip``.
+
+    Example:
+        >>> fold_flip(net.model).output_shape
+        (None, 10)
+    """
+    from imgclf.backbones.layers import Mirror
+    image = keras.Input(model.input_shape[1:], name="image")
+    both = [model(image), model(Mirror(name="mirror")(image))]
+    return keras.Model(image, keras.layers.Average(name="flip_average")(both), name=f"{model.name}_flip")
+
+
 def choose_image_size(requested: int, spec: BackboneSpec, report, least: int = 96) -> int:
     """The input side: as asked, else the images' median side rounded up to a multiple of 32,
     at least ``least`` and at most the backbone's default (28 px images do not need 224)."""

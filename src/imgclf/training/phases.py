@@ -10,9 +10,9 @@ Example:
 """
 from __future__ import annotations
 
-import math
+import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple
 
 import keras
@@ -25,6 +25,7 @@ from imgclf.data.augment import reseed
 from imgclf.record import RunRecord
 from imgclf.training.checkpoint import TrainState, check_arrays, save_checkpoint
 from imgclf.training.model import Network
+from imgclf.training.schedule import EarlyStopping, Schedule
 from imgclf.training.steps import FusedAdam, Steps, run_epoch
 
 HISTORY_KEYS = ("phase", "epoch", "loss", "accuracy", "top_k_accuracy", "val_loss", "val_accuracy",
@@ -38,71 +39,6 @@ class EpochLog:
 
     on_epoch: Callable[[dict], None] = lambda row: None
     verbose: bool = True
-
-
-@dataclass
-class EarlyStopping:
-    """Stop when the monitored loss has not improved for ``patience`` epochs; remember the best
-    weights (``keep="last"``: restore nothing, the last epoch's weights are kept). The best value
-    carries over between phases, so fine-tuning that never beats the head-only model ends with
-    the head-only weights restored."""
-
-    patience: int
-    model: keras.Model  # the whole classifier: trainees may be sub-models sharing its layers
-    keep: str = "best"
-    best: float = math.inf
-    best_weights: list | None = None
-    best_epoch: int = 0
-    wait: int = 0
-
-    def update(self, value: float, epoch: int) -> bool:
-        """Record one epoch; return True when training should stop."""
-        if value < self.best - 1e-6:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.keep == "best":
-                self.best_weights = [np.array(w) for w in self.model.get_weights()]
-            return False
-        self.wait += 1
-        return self.wait >= self.patience
-
-    def restore(self) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
-@dataclass
-class Schedule:
-    """Learning rate per epoch: reduce-on-plateau (halve after patience//2 flat epochs, down to
-    lr/100), cosine decay to lr/100 over the phase, or constant."""
-
-    kind: str
-    lr: float
-    epochs: int
-    patience: int
-    best: float = math.inf
-    wait: int = 0
-    current: float = field(init=False)
-
-    def __post_init__(self):
-        self.current = self.lr
-        if self.kind == "auto":  # a config the planner did not resolve: the unplanned default
-            self.kind = "plateau"
-
-    def at_epoch(self, epoch: int) -> float:
-        if self.kind == "cosine":
-            floor = self.lr / 100
-            self.current = floor + 0.5 * (self.lr - floor) * (1 + math.cos(math.pi * epoch / self.epochs))
-        return self.current
-
-    def after_epoch(self, monitored: float) -> None:
-        if self.kind != "plateau":
-            return
-        if monitored < self.best - 1e-6:
-            self.best, self.wait = monitored, 0
-            return
-        self.wait += 1
-        if self.wait >= max(1, self.patience // 2):
-            self.current, self.wait = max(self.current * 0.5, self.lr / 100), 0
 
 
 class Phase(NamedTuple):
@@ -250,22 +186,28 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
         schedule.current, schedule.best, schedule.wait = (resume.schedule[k] for k in ("current", "best", "wait"))
     last = schedule.epochs = (done if resume.phase_done else resume.phase_total) if resume else epochs
     with PhaseProgress(name, last, phase.steps, log.verbose) as progress:
-        i = done  # epochs of this phase done
-        while i < last and not (deadline is not None and deadline.ends_phase(name, i, last, keep_s)):
+        i, stop, share = done, False, 1.0  # epochs of this phase done; share: of the next epoch's batches
+        while i < last and not (deadline is not None and deadline.ends_phase(name, i, last, keep_s, share)):
             optimizer.learning_rate.assign(schedule.at_epoch(i))
             reseed(phase.trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
             began = deadline.clock() if deadline else 0.0
-            row = _epoch(phase, steps, name, i, last, len(rows) + 1, schedule, progress)
-            if deadline:  # re-plan from what an epoch really takes here
+            limit = None if share >= 1.0 else max(1, int(share * phase.steps))
+            row = _epoch(phase, steps, name, i, last, len(rows) + 1, schedule, progress, limit)
+            if deadline and limit is None:  # re-plan from what an epoch really takes here
                 deadline.observe(name, deadline.clock() - began, steady=i > done)
             rows.append(row)
             monitored = row.get("val_loss", row["loss"])
             schedule.after_epoch(monitored)
             stop = stopper.update(monitored, row["epoch"])
             log.on_epoch(row)
-            progress.epoch_done(f"{name} {i + 1}/{last}  " + _summary(row))
-            if deadline is not None and not stop:  # fewer or more epochs, the schedule re-spread over them
+            part = f" ({limit} of {phase.steps} batches)" if limit else ""
+            progress.epoch_done(f"{name} {i + 1}/{last}{part}  " + _summary(row))
+            if deadline is not None and not stop and limit is None:  # fewer or more epochs, the schedule re-spread
                 last = schedule.epochs = deadline.retarget(name, i + 1, last, keep_s, epochs)
+                if i + 1 == last and phase.steps:  # the phase's time left over: a part of one more epoch
+                    share = deadline.part(name, last, keep_s, epochs)
+                    if share:  # at the schedule's floor: the cosine ended with the whole epochs
+                        last += 1
                 progress.resize(last)
             if checkpoint is not None:
                 _save(checkpoint, name, (i + 1, last), stop or i + 1 == last, rows, stopper, schedule, optimizer)
@@ -278,10 +220,11 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
 
 
 def _epoch(phase: Phase, steps: Steps, name: str, i: int, epochs: int, number: int, schedule: Schedule,
-           progress) -> dict:
-    """Train one epoch, validate, and return its history row."""
+           progress, limit: int | None = None) -> dict:
+    """Train one epoch (its first ``limit`` batches only, when given), validate, and return its history row."""
     start = time.perf_counter()
-    train = run_epoch(steps.train, phase.train(i), lambda loss, acc: progress.batch(i + 1, loss, acc))
+    batches = phase.train(i) if limit is None else itertools.islice(phase.train(i), limit)
+    train = run_epoch(steps.train, batches, lambda loss, acc: progress.batch(i + 1, loss, acc))
     val = run_epoch(steps.evaluate, phase.val()) if phase.val is not None else {}
     return {"phase": name, "epoch": number, **train, **{f"val_{k}": v for k, v in val.items()},
             "lr": float(schedule.current), "seconds": time.perf_counter() - start}
