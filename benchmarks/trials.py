@@ -95,7 +95,7 @@ def main() -> int:
                 continue
             paired = f" [without: {r['paired_val_accuracy']:.3f}]" if "paired_val_accuracy" in r else ""
             cells.append(f"{r['val_accuracy']:.3f}{paired} ({r['test_accuracy']:.3f})")
-            helps += r["val_accuracy"] > r.get("paired_val_accuracy", base["val_accuracy"])
+            helps += r["val_accuracy"] > (r["paired_val_accuracy"] if "paired_val_accuracy" in r else base["val_accuracy"])
         print(f"| {t_name} | " + " | ".join(cells) + f" | {'-' if t_name == 'base' else helps} |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

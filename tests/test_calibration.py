@@ -52,7 +52,7 @@ def test_ece_and_coverage_on_known_cases():
     assert curve[-1] == {"coverage": 0.25, "min_confidence": 0.99, "accuracy": 1.0}
 
 
-def _job_and_arrays(val_labels, test_labels):
+def _job_and_arrays(val_labels, test_labels, test_time_flip="off"):
     """A real (tiny) Keras model inside a stand-in Job, for workflow._evaluate_test."""
     import keras
     from imgclf.config import RunConfig
@@ -63,7 +63,8 @@ def _job_and_arrays(val_labels, test_labels):
     arrays = {split: rng.integers(0, 255, (len(labels), 8, 8, 3)).astype(np.uint8)
               for split, labels in (("val", val_labels), ("test", test_labels))}
     cfg = RunConfig()
-    cfg = type(cfg)(**{**cfg.__dict__, "data": type(cfg.data)(**{**cfg.data.__dict__, "image_size": 8})})
+    cfg = type(cfg)(**{**cfg.__dict__, "data": type(cfg.data)(**{**cfg.data.__dict__, "image_size": 8}),
+                       "train": type(cfg.train)(**{**cfg.train.__dict__, "test_time_flip": test_time_flip})})
     dataset = SimpleNamespace(class_names=["a", "b", "c"], labels={"val": val_labels, "test": test_labels})
     return SimpleNamespace(cfg=cfg, dataset=dataset, net=SimpleNamespace(model=model)), arrays
 
@@ -141,6 +142,11 @@ def test_the_reliability_diagram_is_drawn_and_shown_in_the_calibration_section(t
     assert "The reliability diagram is missing." in calibration_section(calibration, tmp_path / "none.png")
     empty = plot_reliability({"reliability": []}, tmp_path / "empty.png")
     assert empty.stat().st_size > 1000
+    assert "test-time flip" not in html  # the default, off: nothing to say
+    chosen = {"flip": True, "setting": "auto", "val_accuracy": {"plain": 0.9, "flip": 0.91},
+              "val_loss": {"plain": 0.3, "flip": 0.28}}
+    assert "on (chosen on validation); with the mirror image averaged in, validation accuracy 90.00% → 91.00%" in \
+        calibration_section(calibration, path, chosen)
 
 
 def test_the_test_time_flip_is_chosen_by_validation_accuracy_then_log_loss():
@@ -183,12 +189,11 @@ def test_the_flip_is_decided_on_validation_only(tmp_path):
     from imgclf.record import RunRecord
     from imgclf.workflow import _evaluate_test
     rng = np.random.default_rng(2)
-    job, arrays = _job_and_arrays(np.zeros(60, int), np.zeros(60, int))
     val = rng.integers(0, 3, 60)
     test = rng.integers(0, 3, 60)
 
     def decided(val_labels, test_labels, name):
-        job, arrays = _job_and_arrays(val_labels, test_labels)
+        job, arrays = _job_and_arrays(val_labels, test_labels, "auto")
         evaluation, calibration = _evaluate_test(job, RunRecord(tmp_path / name), arrays, None)
         return calibration["flip"]
     base = decided(val, test, "base")
@@ -201,3 +206,6 @@ def test_the_flip_is_decided_on_validation_only(tmp_path):
     flipped = job.net.model.predict(mirror(arrays["val"]).astype("float32"), verbose=0)
     assert decided((plain + flipped).argmax(1), test, "val-mirrored")["flip"]
     assert not decided(plain.argmax(1), test, "val-plain")["flip"]
+    job, arrays = _job_and_arrays(val, test)  # the default: off, and the mirror images not even predicted
+    assert _evaluate_test(job, RunRecord(tmp_path / "off"), arrays, None)[1]["flip"] == {
+        "flip": False, "setting": "off", "reason": "train.test_time_flip: off"}

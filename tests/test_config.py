@@ -8,7 +8,7 @@ from imgclf.errors import ImgclfError
 def test_defaults_are_valid_and_frozen():
     cfg = load_config()
     assert cfg == RunConfig()
-    assert cfg.train.views == 0  # automatic: features.choose_views
+    assert cfg.train.views == 0  # automatic: training.views.choose_views
     with pytest.raises(Exception):
         cfg.seed = 1
 

@@ -90,21 +90,11 @@ def test_every_format_reloads_and_agrees_with_the_keras_model(fmt, run, exports,
 def test_raw_exported_graphs_return_calibrated_probabilities_without_imgclf(run, exports, held_out, reference):
     """The temperature is folded into the exported weights: the bare .tflite and .onnx (as
     another program would run them) give what ``imgclf predict`` gives, not the raw softmax."""
-    import onnxruntime
-    from ai_edge_litert.interpreter import Interpreter
     from imgclf.runtime import load_keras_model
     temperature = json.loads((run / "run.json").read_text())["calibration"]["temperature"]
     uncalibrated = load_keras_model(run / "model.keras").predict(held_out[0], verbose=0)
     assert np.abs(uncalibrated - reference).max() > 1e-3  # the temperature moves these probabilities
-    images = held_out[0].astype(np.float32)
-    interpreter = Interpreter(model_path=str(exports["tflite"]))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], images.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], images)
-    interpreter.invoke()
-    session = onnxruntime.InferenceSession(str(exports["onnx"]), providers=["CPUExecutionProvider"])
-    for raw in (interpreter.get_tensor(out["index"]), session.run(None, {session.get_inputs()[0].name: images})[0]):
+    for raw in _bare_outputs(exports["tflite"], exports["onnx"], held_out[0]):
         np.testing.assert_allclose(raw, reference, atol=1e-4)
     for fmt in FORMATS:
         sidecar = json.loads((exports[fmt].parent / f"{exports[fmt].name}.json").read_text())
@@ -116,8 +106,6 @@ def test_a_chosen_test_time_flip_is_folded_into_every_exported_graph(run, held_o
     """A run that chose the flip on validation: its model averages each image with its mirror
     image inside the exported graph, so the bare .tflite and .onnx answer like ``imgclf predict``
     (and imgclf, loading them, does not flip a second time)."""
-    import onnxruntime
-    from ai_edge_litert.interpreter import Interpreter
     from imgclf.ranking import mirror
     flipped = tmp_path_factory.mktemp("flip") / "digits"
     shutil.copytree(run, flipped, ignore=shutil.ignore_patterns("export"))
@@ -130,19 +118,11 @@ def test_a_chosen_test_time_flip_is_folded_into_every_exported_graph(run, held_o
     reference = clf.predict_arrays(images)
     clf.flip = False
     plain, mirrored = clf.predict_arrays(images), clf.predict_arrays(mirror(images))
-    np.testing.assert_allclose(reference, temper_mean(plain, mirrored, clf.temperature), atol=1e-5)
+    np.testing.assert_allclose(reference, _temper_mean(plain, mirrored, clf.temperature), atol=1e-5)
     assert np.abs(reference - plain).max() > 1e-3  # the flip changes these probabilities
     exporter = Exporter(flipped)
     paths = {fmt: exporter.export(fmt).path for fmt in ("tflite", "onnx", "keras")}
-    floats = images.astype(np.float32)
-    interpreter = Interpreter(model_path=str(paths["tflite"]))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], floats.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], floats)
-    interpreter.invoke()
-    session = onnxruntime.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
-    for raw in (interpreter.get_tensor(out["index"]), session.run(None, {session.get_inputs()[0].name: floats})[0]):
+    for raw in _bare_outputs(paths["tflite"], paths["onnx"], images):
         np.testing.assert_allclose(raw, reference, atol=1e-4)
     for fmt, path in paths.items():
         sidecar = json.loads((path.parent / f"{path.name}.json").read_text())
@@ -152,7 +132,23 @@ def test_a_chosen_test_time_flip_is_folded_into_every_exported_graph(run, held_o
         np.testing.assert_allclose(again.predict_arrays(images), reference, atol=1e-4)
 
 
-def temper_mean(plain, mirrored, temperature):
+def _bare_outputs(tflite, onnx, images):
+    """What a .tflite (LiteRT's own interpreter) and an .onnx (ONNX Runtime) return for
+    ``images``, run as another program would run them, without imgclf."""
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+    images = images.astype(np.float32)
+    interpreter = Interpreter(model_path=str(tflite))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], images)
+    interpreter.invoke()
+    session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    return interpreter.get_tensor(out["index"]), session.run(None, {session.get_inputs()[0].name: images})[0]
+
+
+def _temper_mean(plain, mirrored, temperature):
     """What a flipping classifier returns: the raw probabilities averaged, then tempered."""
     from imgclf.ranking import temper
     raw = [temper(p, 1 / temperature) for p in (plain, mirrored)]  # undo the temperature on each

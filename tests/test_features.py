@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from imgclf.config import RunConfig, TrainConfig
-from imgclf.training.features import CachedData, ViewBatches, allocate, choose_views
+from imgclf.training.features import CachedData, allocate
+from imgclf.training.views import ViewBatches, choose_views
 from imgclf.training.model import build_network
 from imgclf.training.phases import EpochLog, PlainData, fit_two_phase
 
@@ -174,7 +175,7 @@ def test_runtime_choice():
 def test_views_are_the_augmenters_own_draws_seeded_by_view_and_batch():
     from imgclf.data.augment import build_augmenter, reseed
     from imgclf.config import AugmentConfig
-    from imgclf.training.features import run_views
+    from imgclf.training.views import run_views
     images = _arrays(10)[0]
     out = np.empty((3, 10, SIZE, SIZE, 3), np.float32)
     run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), out, batch_size=4)
@@ -194,7 +195,7 @@ def test_shards_of_whole_batches_make_the_rows_of_one_pass():
     from imgclf.data.augment import build_augmenter
     from imgclf.config import AugmentConfig
     from imgclf.data.shards import Shard
-    from imgclf.training.features import run_views
+    from imgclf.training.views import run_views
     images = _arrays(11)[0]
     whole = np.empty((3, 11, SIZE, SIZE, 3), np.float32)
     run_views(lambda x: x, images, 3, build_augmenter(AugmentConfig(), 5), whole, batch_size=4)

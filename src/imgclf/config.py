@@ -88,11 +88,11 @@ class TrainConfig:
     keep: str = "auto"
     class_weights: str = "none"
     top_k: int = 5
-    test_time_flip: str = "auto"  # average with the mirror image's prediction: on, off, auto (flip_considered)
+    test_time_flip: str = "off"  # average with the mirror image's prediction: off, on, auto (flip_considered)
     # Fast path: the frozen part runs once per image and view, cached; only the rest trains on the
     # cache. False: the plain path (the whole network on fresh augmentations every epoch).
     feature_cache: bool = True
-    views: int = 0  # cached views per training image (the first unaugmented); 0: by data size (features.choose_views)
+    views: int = 0  # cached views per training image (the first unaugmented); 0: by data size (training.views.choose_views)
     cache_memory_mb: int = 1024  # decoded images and caches above this go to disk (run_dir/cache)
     runtime: str = "auto"  # frozen forward pass: tflite (LiteRT + XNNPACK), tf, or auto
 

@@ -27,7 +27,7 @@ TRAIN_FLAGS = [
     ("--patience", "train.patience", int, "early-stopping patience in epochs (default 3)"),
     ("--schedule", "train.schedule", str, "learning-rate schedule: auto (default: cosine when planned), plateau, cosine, constant"),
     ("--keep", "train.keep", str, "weights to end with: best (lowest validation loss), last (the last epoch's), auto (default: last under a cosine schedule)"),
-    ("--test-time-flip", "train.test_time_flip", str, "average each prediction with its mirror image's: auto (default: when it helps validation and training flips horizontally), on, off"),
+    ("--test-time-flip", "train.test_time_flip", str, "average each prediction with its mirror image's: off (default), on, or auto (when it helps validation and training flips horizontally)"),
     ("--label-smoothing", "train.label_smoothing", float, "label smoothing (default 0)"),
     ("--class-weights", "train.class_weights", str, "none (default) or balanced"),
     ("--dropout", "model.dropout", float, "head dropout (default 0.2)"),

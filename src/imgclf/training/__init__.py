@@ -2,7 +2,7 @@
 
 Owns: the network being trained and its backbone spec (``model``), the two-phase recipe and
 class weights (``phases``), early stopping and schedules (``schedule``), the train step and fused Adam
-(``steps``), the fast path's feature cache (``features``), per-epoch checkpoints
+(``steps``), the fast path's feature cache (``features``) and its cached views (``views``), per-epoch checkpoints
 (``checkpoint``), history.csv and TensorBoard (``history``), and data-parallel training
 (``distribute``). May import: ``imgclf.data``, ``imgclf.backbones``, ``imgclf.runtime``,
 ``imgclf.config``, ``imgclf.record``, ``imgclf.errors``, ``imgclf.files``. Importing this

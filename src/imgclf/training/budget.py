@@ -132,8 +132,8 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
 def former_recipe(counts: Counts, spec, report) -> Recipe:
     """The fixed recipe imgclf had before the planner, whose cost here is the default budget:
     the automatic input size (training.model.choose_image_size), the backbone's default depth,
-    the automatic views (training.features.choose_views), 10 head and 5 fine-tuning epochs."""
-    from imgclf.training.features import choose_views
+    the automatic views (training.views.choose_views), 10 head and 5 fine-tuning epochs."""
+    from imgclf.training.views import choose_views
     from imgclf.training.model import choose_image_size
     epochs, fine_tune = UNPLANNED["epochs"], UNPLANNED["fine_tune_epochs"]
     return Recipe(choose_image_size(0, spec, report), spec.default_fine_tune_blocks,

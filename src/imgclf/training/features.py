@@ -27,35 +27,9 @@ from imgclf.config import RunConfig
 from imgclf.ranking import mirror
 from imgclf.runtime.forward import choose_runtime, compile_forward
 from imgclf.training.model import Network
+from imgclf.training.views import ViewBatches, choose_views, run_views
 
 BATCH = 64  # images per forward pass while caching; the shards are whole batches of it
-
-
-def choose_views(requested: int, count: int, epochs: int = 64) -> int:
-    """The number of cached views K: as asked, or for 0 (automatic) 4 below 10,000 training
-    images, 2 up to 50,000, then 1; never more than ``epochs``.
-
-    Views stand in for per-epoch augmentation, which matters most where a small set would
-    otherwise be memorised; each view costs a full pass of the frozen bottom over the training
-    set (LiteRT, 96 px, two cores: 700-1000 images/s) and one more copy of its cache. For
-    Fashion-MNIST-1k's 900 images a view costs about a second; at 50,000 images it costs about
-    a minute, more than a head epoch on the cache, while that much data varies enough by itself.
-    Epoch i of a phase reads view i mod K, so views past the longest phase would never be read.
-
-    Args:
-        requested: train.views; 0 for automatic.
-        count: training images.
-        epochs: the longest phase's epochs (max of train.epochs and train.fine_tune_epochs).
-
-    Returns:
-        K, at least 1.
-
-    Example:
-        >>> [choose_views(0, n, 10) for n in (900, 30_000, 60_000)], choose_views(0, 900, epochs=2)
-        ([4, 2, 1], 2)
-    """
-    wanted = requested or (4 if count < 10_000 else 2 if count <= 50_000 else 1)
-    return max(1, min(wanted, epochs))
 
 
 def allocate(shape: tuple, budget_bytes: int, path: Path, dtype=np.float16) -> np.ndarray:
@@ -92,70 +66,6 @@ def pooled_model(net: Network):
     return keras.Model(net.base.input, net.pool(net.base.output))
 
 
-def run_views(fn, images: np.ndarray, views: int, augmenter, out: np.ndarray, batch_size: int = 64,
-              after=None, more=None, span: tuple[int, int] | None = None) -> int:
-    """Fill ``out[v, i]`` with ``fn(view v of image i)``; view 0 is the image itself.
-
-    Args:
-        fn, images, views, out: a compiled function from float32 0-255 image batches to outputs;
-            uint8 (N, S, S, 3); the number of views K; the (K, N, ...) array to fill.
-        augmenter: a Keras augmentation model for views 1..K-1, or None (then all views equal).
-        batch_size: images per forward pass.
-        after: ``after(v)`` once view v is filled (the features pass over its activations).
-        more: ``more(v, seconds_per_view) -> bool``, asked before every view after the first;
-            False stops there (a deadline that one more view would overrun).
-        span: only rows [start, stop) (a worker's shard of whole batches; data.shards);
-            None: all rows.
-
-    Returns:
-        The number of views made (K unless ``more`` stopped it).
-    """
-    augment = None
-    if augmenter is not None and views > 1:
-        import tensorflow as tf
-
-        from imgclf.data.augment import reseed
-        # a tf.function: ~1.4x faster than calling it eagerly
-        augment = tf.function(lambda x: augmenter(x, training=True), reduce_retracing=True)
-    first, last = span or (0, len(images))
-    batches = math.ceil(len(images) / batch_size)
-    began = time.perf_counter()
-    for v in range(views):
-        if v and more is not None and not more(v, (time.perf_counter() - began) / v):
-            return v
-        for start in range(first, last, batch_size):
-            x = np.asarray(images[start:min(last, start + batch_size)], np.float32)
-            if v and augment is not None:  # draws that depend on the seed, view and batch alone:
-                reseed(augmenter, v * batches + start // batch_size)  # a worker's shard gets one process's rows
-                x = augment(x)
-            out[v, start:start + len(x)] = np.asarray(fn(x))
-        if after is not None:
-            after(v)
-    return views
-
-
-class ViewBatches:
-    """(float32 x, one-hot y) batches from a (K, N, ...) cache (float16 or float32): epoch e
-    reads view e mod K, in a seeded order that changes every epoch (or in order, for validation)."""
-
-    def __init__(self, cache: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
-                 seed: int = 0, shuffle: bool = True):
-        self.cache, self.batch_size, self.seed, self.shuffle = cache, batch_size, seed, shuffle
-        self.onehot = np.eye(num_classes, dtype=np.float32)[labels]
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.onehot) / self.batch_size)
-
-    def epoch(self, index: int = 0):
-        """The batches of epoch ``index`` (0-based)."""
-        view = self.cache[index % self.cache.shape[0]]
-        n = len(self.onehot)
-        order = np.random.default_rng([self.seed, index]).permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield np.asarray(view[idx], np.float32), self.onehot[idx]
-
-
 class CachedData:
     """Builds the caches for a run and hands each phase its trainee and batches.
 
@@ -184,6 +94,7 @@ class CachedData:
         from imgclf.training.exchange import WorkerShards
         self.net, self.cfg, self.cache_dir, self.deadline = net, cfg, cache_dir, deadline
         self.shards = shards or WorkerShards()
+        self._predictors: dict = {}  # (runtime, batch size) -> predict's compiled parts
         self.labels, self.val_labels = train[1], val[1]
         self.num_classes = int(net.head.output_shape[-1])
         self.budget = cfg.train.cache_memory_mb * 2**20 if budget is None else budget
@@ -292,13 +203,7 @@ class CachedData:
             >>> data.predict(test_images).argmax(1)[:3]
             array([9, 2, 1])
         """
-        import tensorflow as tf
-        runtime = choose_runtime(self.cfg.train.runtime, len(images))
-        sized = runtime == self.runtime and (runtime == "tf" or batch_size <= 64)  # sized by _build
-        forward = self.forward if sized else compile_forward(self.frozen, runtime, batch_size)
-        head, pool, top = self.net.head, self.net.pool, self.top if self.cfg.train.fine_tune_epochs else None
-        rest = tf.function(lambda a: head(pool(top(a, training=False)) if top is not None else a, training=False),
-                           reduce_retracing=True)
+        forward, rest = self._predictor(choose_runtime(self.cfg.train.runtime, len(images)), batch_size)
 
         def run(part):
             out = np.empty((len(part), self.num_classes), np.float32)
@@ -308,3 +213,17 @@ class CachedData:
                 out[start:start + len(x)] = rest(forward(x)).numpy()
             return out
         return self.shards.predict(run, images, batch_size)
+
+    def _predictor(self, runtime: str, batch_size: int):
+        """(the frozen part's forward, the rest as one tf.function) for ``predict``, made once per
+        runtime and batch size: val, test and their mirror images reuse them (a tf.function made
+        anew at every call traced anew, and TensorFlow warned about it)."""
+        import tensorflow as tf
+        if (runtime, batch_size) not in self._predictors:
+            sized = runtime == self.runtime and (runtime == "tf" or batch_size <= 64)  # sized by _build
+            forward = self.forward if sized else compile_forward(self.frozen, runtime, batch_size)
+            head, pool, top = self.net.head, self.net.pool, self.top if self.cfg.train.fine_tune_epochs else None
+            rest = tf.function(lambda a: head(pool(top(a, training=False)) if top is not None else a, training=False),
+                               reduce_retracing=True)
+            self._predictors[runtime, batch_size] = (forward, rest)
+        return self._predictors[runtime, batch_size]

@@ -118,7 +118,7 @@ def cache_bytes(job: Job) -> int:
     activations at the cut, for every cached view of the training split and for validation."""
     import math
 
-    from imgclf.training.features import choose_views
+    from imgclf.training.views import choose_views
     t, counts = job.cfg.train, {s: len(p) for s, p in job.dataset.paths.items()}
     if not t.feature_cache:
         return 0
