@@ -136,8 +136,13 @@ def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
     single, _ = _finish(_worker("", 0, tmp_path / "single.npz", tmp_path / "digits", tmp_path / "runs1", extra))
     np.testing.assert_allclose(chief["losses"], single["losses"], rtol=1e-4)  # same global batch
     ws = np.load(tmp_path / "single.npz")
+    # Summing two replicas' gradients rounds differently from one batch's; Adam's step is about
+    # the rate wherever a gradient is near 0, so a few such weights drift further. On an Intel
+    # Xeon with AVX512-FP16 (2026-12-07, also at eeaa90e) 9 of 221,184 weights of one output
+    # channel differed by up to 2.6e-4: nearly all stay within 2e-4, none beyond 1e-3.
     for key in w0.files:
-        np.testing.assert_allclose(w0[key], ws[key], atol=2e-4)
+        diff = np.abs(w0[key] - ws[key])
+        assert np.mean(diff > 2e-4) < 1e-4 and diff.max() < 1e-3, (key, np.sum(diff > 2e-4), diff.max())
 
 
 def _cli(*args):

@@ -103,9 +103,11 @@ def test_raw_exported_graphs_return_calibrated_probabilities_without_imgclf(run,
 
 
 def test_a_chosen_test_time_flip_is_folded_into_every_exported_graph(run, held_out, tmp_path_factory):
-    """A run that chose the flip on validation: its model averages each image with its mirror
-    image inside the exported graph, so the bare .tflite and .onnx answer like ``imgclf predict``
-    (and imgclf, loading them, does not flip a second time)."""
+    """A run that predicts with the flip: its exported graph averages each image's raw
+    probabilities with its mirror image's, so the bare .tflite and .onnx answer like ``imgclf
+    predict`` before the temperature, which stays in the record (folded into each half it would
+    calibrate each half before the mean); imgclf, loading them, applies the temperature and does
+    not flip a second time."""
     from imgclf.ranking import mirror
     flipped = tmp_path_factory.mktemp("flip") / "digits"
     shutil.copytree(run, flipped, ignore=shutil.ignore_patterns("export"))
@@ -122,13 +124,15 @@ def test_a_chosen_test_time_flip_is_folded_into_every_exported_graph(run, held_o
     assert np.abs(reference - plain).max() > 1e-3  # the flip changes these probabilities
     exporter = Exporter(flipped)
     paths = {fmt: exporter.export(fmt).path for fmt in ("tflite", "onnx", "keras")}
+    from imgclf.ranking import temper
     for raw in _bare_outputs(paths["tflite"], paths["onnx"], images):
-        np.testing.assert_allclose(raw, reference, atol=1e-4)
+        np.testing.assert_allclose(temper(raw, clf.temperature), reference, atol=1e-4)
     for fmt, path in paths.items():
         sidecar = json.loads((path.parent / f"{path.name}.json").read_text())
-        assert (sidecar["flip"], sidecar["flip_in_graph"], sidecar["check"]["agreement"]) == (True, True, 1.0)
+        assert (sidecar["flip"], sidecar["flip_in_graph"], sidecar["temperature_in_graph"]) == (True, True, False)
+        assert sidecar["check"]["agreement"] == 1.0
         again = load(path)
-        assert not again.flip  # in the graph: nothing applied twice
+        assert not again.flip and again.temperature == clf.temperature  # in the graph: nothing applied twice
         np.testing.assert_allclose(again.predict_arrays(images), reference, atol=1e-4)
 
 

@@ -2,9 +2,10 @@
 
 Every exported graph takes raw 0-255 RGB at the model's size (the preprocessing is inside) and
 returns class probabilities, calibrated: the run's temperature (fitted on validation) is folded
-into the final layer's weights (``temperature_in_graph`` in the record), and a test-time flip the
-run chose on validation into the graph (``flip_in_graph``), so the raw .tflite or
-.onnx answers like ``imgclf predict`` without imgclf; its class names travel with it. Before a model takes its final
+into the final layer's weights (``temperature_in_graph`` in the record), so the raw .tflite or
+.onnx answers like ``imgclf predict`` without imgclf (a run that predicts with the test-time flip
+has the flip in its graph, ``flip_in_graph``, and its temperature in the record, applied by
+``imgclf.load``: the same answers, calibrated only inside imgclf); its class names travel with it. Before a model takes its final
 name it runs on the run's test split (the validation split if there is no test split), through
 the same evaluator as training, and it is judged by what it loses: it is refused, and not left
 behind, only when its accuracy drop against the Keras model on those same images is
@@ -159,19 +160,21 @@ class Exporter:
         """(the model to convert, whether the run's temperature is folded into it): a second copy
         of the run's model whose final layer divides by T (imgclf.training.model.fold_temperature),
         so every exported graph returns calibrated probabilities even outside imgclf; the run's
-        own model when T is 1. When the run chose the test-time flip, the model averages each
-        image's probabilities with its mirror image's in its graph too (fold_flip). Loaded once."""
+        own model when T is 1. A run that predicts with the test-time flip gets the flip in its
+        graph instead (fold_flip: the mean of the raw probabilities on the image and its mirror
+        image) and keeps T in its record: imgclf calibrates the mean, and T folded into each
+        half would calibrate each half before the mean, which is not the same. Loaded once."""
         if self._tempered is None:
             self._tempered = (self.clf.model, False)
-            if self.clf.temperature != 1.0:
+            if self.clf.flip:
+                from imgclf.training.model import fold_flip
+                self._tempered = (fold_flip(self.clf.model), False)
+            elif self.clf.temperature != 1.0:
                 from imgclf.runtime import load_keras_model
                 from imgclf.training.model import fold_temperature
                 model = load_keras_model(self.record.model_path)
                 if fold_temperature(model, self.clf.temperature):
                     self._tempered = (model, True)
-            if self.clf.flip:
-                from imgclf.training.model import fold_flip
-                self._tempered = (fold_flip(self._tempered[0]), self._tempered[1])
         return self._tempered
 
     def _record_check(self, format: str, metrics: dict) -> None:
