@@ -128,7 +128,7 @@ class Exporter:
             model, folded = self.tempered()
             record["temperature_in_graph"], record["flip_in_graph"] = folded, self.clf.flip
             fmt.convert(ExportJob(model, tmp, record, list(self.clf.class_names), calibration,
-                                  None if folded or self.clf.flip else self.record.model_path))
+                                  None if model is not self.clf.model else self.record.model_path))
             if verbose:
                 print(f"{fmt.name}: checking on {len(images)} {split} images", flush=True)
             exported = Classifier(fmt.open(tmp, self.num_threads), self.clf.class_names, self.clf.image_size,

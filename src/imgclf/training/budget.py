@@ -28,6 +28,7 @@ DECODE_SAMPLE = 16
 STRETCH_MARGIN = 0.04  # share of the budget a phase leaves unspent when it grows into time left over
 MAX_STRETCH = 3  # a phase that grows into time left over runs at most this many times its planned epochs
 MIN_PART = 0.25  # the least share of an epoch worth running at a phase's end (its validation pass is whole)
+PHASE_WORDS = {"head": "head phase", "fine_tune": "fine-tuning"}  # how the budget's lines name a phase
 STAGE_NAMES = {"fixed": "set-up and report", "load": "loading images", "cache": "feature cache",
                "head": "head", "fine_tune": "fine-tuning", "predict": "test prediction"}
 
@@ -228,7 +229,7 @@ class Deadline:
         last = self.epoch_s.get(name, 0.0) * share
         if self.allows(last, keep_s):
             return False
-        what = "head phase" if name == "head" else "fine-tuning"
+        what = PHASE_WORDS[name]
         print(f"budget: ending the {what} after {done} of {epochs} epochs: one more (about {last:.{last < 10:d}f} s) "
               f"would overrun the budget ({self.left():.0f} s left, {self.reserve:.0f} s of them "
               "for evaluating and saving)", flush=True)
@@ -251,7 +252,7 @@ class Deadline:
             wanted = max(epochs, min(MAX_STRETCH * planned, done + max(0, int((room - self.margin_s) // last))))
         if wanted != epochs and (wanted > epochs) not in self.told.setdefault(name, set()):
             self.told[name].add(wanted > epochs)
-            what = "head phase" if name == "head" else "fine-tuning"
+            what = PHASE_WORDS[name]
             print(f"budget: {what} {epochs} -> {wanted} epochs: about {last:.{last < 10:d}f} s each, "
                   f"{self.left():.0f} s left, {self.reserve:.0f} s of them for evaluating and saving", flush=True)
         return wanted
@@ -273,7 +274,7 @@ class Deadline:
         if share < MIN_PART:
             return 0.0
         share = round(min(share, 1.0), 2)
-        what = "head phase" if name == "head" else "fine-tuning"
+        what = PHASE_WORDS[name]
         print(f"budget: {what} gets {share:.2f} of one more epoch at the lowest rate: about {last:.{last < 10:d}f} s "
               f"an epoch, {self.left():.0f} s left, {self.reserve:.0f} s of them for evaluating and saving", flush=True)
         return share

@@ -244,7 +244,7 @@ def fold_temperature(model: keras.Model, temperature: float) -> bool:
 def fold_flip(model: keras.Model) -> keras.Model:
     """Put a test-time flip into the graph: a model that returns the mean of ``model``'s
     probabilities on each image and on its mirror image (what imgclf.deploy.predict.Classifier
-    does with ``flip``), so an export answers the same outside imgclf.
+    does with ``flip`` before its temperature), so an export ranks the same outside imgclf.
 
     Args:
         model: an imgclf classifier (raw 0-255 RGB in, probabilities out); shared, not copied.
