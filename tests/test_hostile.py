@@ -101,7 +101,7 @@ def test_a_phase_longer_than_the_budget_may_stretch_the_configs_epochs_is_refuse
     save_checkpoint(record, _state(phase_epochs=10, phase_total=10))
     with pytest.raises(ImgclfError, match="phase_total 10 is not a whole number from 0 to 9"):
         load_checkpoint(record)
-    save_checkpoint(record, _state(phase_epochs=7, phase_total=9))  # re-fitted past the config's 3 (budget.MAX_STRETCH)
+    save_checkpoint(record, _state(phase_epochs=7, phase_total=9))  # re-fitted past the config's 3 (deadline.MAX_STRETCH)
     assert load_checkpoint(record).phase_total == 9
 
 

@@ -99,7 +99,7 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
     record.write_data_report({**job.dataset.report.to_dict(), "health": health.to_dict()})
     deadline = None
     if job.plan is not None:
-        from imgclf.training.budget import Deadline
+        from imgclf.training.deadline import Deadline
         record.write_plan({"plan": job.plan.to_dict()})
         deadline = Deadline.for_plan(job.plan, started)
     return _tracked(_execute(job, record, verbose, strategy=strategy, cluster=cluster, deadline=deadline), mlflow)
@@ -188,7 +188,7 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
             "resumed": resume is not None, **strategy_info(strategy)}
     metrics = evaluation.metrics if evaluation else None
     if job.plan is not None:
-        from imgclf.training.budget import actual_stages
+        from imgclf.training.deadline import actual_stages
         record.write_plan({"plan": job.plan.to_dict(), "actual": actual_stages(job.started, info, history)})
     _finish(record, cfg, history, metrics, info, verbose)
     shards.barrier(gone_ok=True)  # the run is whole: the other workers may go

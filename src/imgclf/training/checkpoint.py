@@ -20,7 +20,7 @@ import numpy as np
 
 from imgclf.errors import ImgclfError
 from imgclf.record import RunRecord
-from imgclf.training.budget import MAX_STRETCH
+from imgclf.training.deadline import MAX_STRETCH
 
 FORMAT = 2  # 2: phase_total
 MAX_EPOCHS = 100_000  # the bound on phase_epochs when the config leaves a phase's epochs open

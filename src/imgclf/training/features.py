@@ -77,7 +77,7 @@ class CachedData:
         cache_dir: where caches over ``budget`` bytes (default: train.cache_memory_mb) go.
         predict_count: images ``predict`` will be given (the test split), so the frozen part's
             runtime is chosen for the whole job.
-        deadline: an imgclf.training.budget.Deadline, or None: fewer views are made when one more
+        deadline: an imgclf.training.deadline.Deadline, or None: fewer views are made when one more
             would leave too little time to train (a machine slower than the probe measured).
         shards: a multi-worker run's imgclf.training.exchange.WorkerShards, or None: this worker
             caches its shard of whole batches of each split and view, then all are exchanged, so

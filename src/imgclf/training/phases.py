@@ -105,7 +105,7 @@ def fit_two_phase(net: Network, cfg: TrainConfig, data, log: EpochLog,
         resume: a state from imgclf.training.checkpoint.load_checkpoint to continue from, or None.
         strategy: a tf.distribute strategy whose scope built ``model`` (imgclf.training.distribute);
             None for the default. Every batch is a global batch, split among the replicas.
-        deadline: an imgclf.training.budget.Deadline: a phase ends early rather than overrun it
+        deadline: an imgclf.training.deadline.Deadline: a phase ends early rather than overrun it
             (the head phase keeps time for one fine-tuning epoch, and always runs one epoch).
 
     Returns:
@@ -170,7 +170,7 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     the checkpointed one, when resuming this phase); appends each epoch's row to ``rows``.
     With a ``deadline`` the phase ends before an epoch that would not leave ``keep_s`` seconds
     (and the deadline's reserve) at its end, and after each epoch its count is re-fitted to the
-    time left (Deadline.retarget: at most budget.MAX_STRETCH times ``epochs``), the schedule spread over the new count."""
+    time left (Deadline.retarget: at most deadline.MAX_STRETCH times ``epochs``), the schedule spread over the new count."""
     rows = [] if rows is None else rows
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the optimizer's slots must be mirrored like the weights

@@ -199,10 +199,10 @@ def _grow(recipe: Recipe, fixed: Fixed, fits, target: Recipe | None = None) -> R
     to twice the target's, head epochs back up to the target's (after a shrink), views up to 8
     (augmentation variety, which small sets lack most; not for a set large enough that its
     target is one view: time short of a whole epoch there goes to the last phase's part epoch
-    at run time, imgclf.training.budget.Deadline.part), and fine-tuning epochs up to three
-    times the target's. A larger input or deeper fine-tuning than
-    the target's measured worse on validation (fashion-mnist-1k: 128 px 0.82 and 6 blocks 0.81,
-    against 0.88 at 96 px and 3 blocks; RESULTS.md), so spare time beyond that stays unspent."""
+    at run time, imgclf.training.deadline.Deadline.part), and fine-tuning epochs up to three
+    times the target's. A larger input or deeper fine-tuning than the target's measured worse on
+    validation (fashion-mnist-1k: 128 px 0.82 and 6 blocks 0.81, against 0.88 at 96 px and 3
+    blocks; RESULTS.md), so spare time beyond that stays unspent."""
     target = target or recipe
 
     def push(field: str, values):
@@ -295,16 +295,16 @@ def _difference(before: Recipe, after: Recipe) -> str:
 
 def default_budget(counts: Counts, costs: Costs, former: Recipe, elapsed_s: float = 0.0) -> float:
     """The budget of ``imgclf train`` without ``--budget``: what the former fixed recipe
-    (``former``: the images' median side rounded up to 32 px, 96-224; the backbone's default 3
-    blocks; 4 views below 10,000 training images; 10 + 5 epochs) is expected to take on this
-    machine by the probe's costs, plus what the run has spent so far, over the plans' headroom.
-    A run without flags so takes no longer than the old defaults did, on any machine and data,
-    and spends that time on the recipe the planner expects best.
+    (``former``: median side rounded up to 32 px, 96-224; the default 3 blocks; 4 views below
+    10,000 training images; 10 + 5 epochs) is expected to take here by ``costs`` (probed at its
+    own size and depth), plus what the former defaults also spent before training (``elapsed_s``).
+    A plan fills HEADROOM of it and a run grows into the rest (a re-fit, a part epoch): no flags
+    take no longer than the old defaults, and spend that time on the recipe expected best.
 
     Example:
         >>> default_budget(Counts(900, 100, 10_000), costs, Recipe(96, 3, 4, 10, 5), elapsed_s=20)
-        88.4
+        81.6
     """
     seconds = min(sum(expected_stages(dataclasses.replace(former, runtime=rt), counts, costs).values())
                   for rt in costs.runtimes)
-    return round(elapsed_s + seconds / HEADROOM, 1)
+    return round(elapsed_s + seconds, 1)
