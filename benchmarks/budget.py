@@ -5,7 +5,8 @@ peak RSS of the whole process, imports included), with no other flag unless ``--
 some; the plan and what each stage took come from the run's plan.json, the best validation
 accuracy from history.csv (the epoch whose weights are kept), test accuracy and macro-F1 from
 metrics.json, the test-time flip's decision with the validation accuracy without and with it
-from run.json, and where the run was kept. ``--logreg`` adds a peer: a logistic regression on the frozen backbone's pooled
+from run.json, and where the run was kept. With ``--budgets default`` and every setting given in
+``--flags`` no plan is made (no probe): the former fixed defaults run as they did. ``--logreg`` adds a peer: a logistic regression on the frozen backbone's pooled
 features (ImageNet weights, no fine-tuning), its regularisation chosen on the validation split.
 
 Example:
@@ -35,7 +36,9 @@ def run_budget(data: str, budget: str, runs: Path, flags: list[str]) -> dict:
         errors = [line for line in proc.stderr.splitlines() if line.startswith("imgclf: error:")]
         return {"budget": budget, "error": errors[0] if errors else "failed"}
     run = runs / name
-    plan = json.loads((run / "plan.json").read_text())
+    planned = (run / "plan.json").is_file()  # not when every setting is given: the former defaults, no probe
+    plan = json.loads((run / "plan.json").read_text()) if planned else {"plan": None, "actual": None}
+    budget_s = plan["plan"]["budget_s"] if planned else None
     metrics = json.loads((run / "metrics.json").read_text())
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -45,8 +48,8 @@ def run_budget(data: str, budget: str, runs: Path, flags: list[str]) -> dict:
     best = kept_row(rows, yaml.safe_load((run / "config.yaml").read_text()))  # the epoch whose weights were kept
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     cuts = [line for line in proc.stdout.splitlines() if line.startswith("budget: ")]  # cuts and re-fits
-    return {"budget": budget, "budget_s": plan["plan"]["budget_s"], "wall_s": round(wall, 1),
-            "ratio": round(wall / plan["plan"]["budget_s"], 3), "plan": plan["plan"], "actual": plan["actual"],
+    return {"budget": budget, "budget_s": budget_s, "wall_s": round(wall, 1),
+            "ratio": round(wall / budget_s, 3) if planned else None, "plan": plan["plan"], "actual": plan["actual"],
             "epochs_run": {"head": sum(r["phase"] == "head" for r in rows),
                            "fine_tune": sum(r["phase"] == "fine_tune" for r in rows)},
             "val_accuracy": round(float(best["val_accuracy"]), 4), "test_accuracy": round(metrics["accuracy"], 4),
@@ -101,9 +104,10 @@ def table(results: list[dict]) -> str:
             continue
         p = r["plan"]
         plan = (f"{p['image_size']} px, {p['views']} views, top {p['fine_tune_blocks']} blocks, "
-                f"{p['epochs']}+{p['fine_tune_epochs']}, {p['runtime']}")
+                f"{p['epochs']}+{p['fine_tune_epochs']}, {p['runtime']}") if p else "as the flags say (no plan)"
         run = f"{r['epochs_run']['head']}+{r['epochs_run']['fine_tune']}"
-        lines.append(f"| {r['budget']} | {r['wall_s']} s | {r['ratio']:.2f} | {plan} | {run} | "
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        lines.append(f"| {r['budget']} | {r['wall_s']} s | {ratio} | {plan} | {run} | "
                      f"{r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['test_macro_f1']:.4f} | "
                      f"{r['peak_rss_mb']} MB |")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ TRIALS = {
     # paired: the run's own validation accuracy without the flip is what it is compared with
     # (the same weights), so base need not be rerun for it
     "test-time flip": ["--test-time-flip", "on"],
+    "mixup 0.2 on cached features": ["--mixup", "0.2"],
 }
 
 

@@ -45,6 +45,9 @@ def test_unknown_key_lists_valid_ones(tmp_path):
     ({"data.image_size": 8}, "image_size"),
     ({"train.views": -1}, "0 \\(automatic\\) or 1-64"),
     ({"train.views": 65}, "train.views"),
+    ({"train.mixup": -0.1}, "train.mixup must be 0"),
+    ({"train.mixup": 2}, "train.mixup must be 0"),
+    ({"train.mixup": 0.2, "train.feature_cache": False}, "on the feature cache"),
 ])
 def test_bad_values_are_one_line_errors(override, fragment):
     with pytest.raises(ImgclfError, match=fragment) as err:

@@ -100,6 +100,33 @@ def test_view_batches_rotate_views_and_reshuffle():
     assert sorted(labels_0) == sorted(labels_2) and not np.array_equal(labels_0, labels_2)
 
 
+
+def test_mixup_mixes_training_batches_with_themselves_and_never_validation():
+    """Each mixed row is w * its own row + (1 - w) * another row of the same batch, features and
+    one-hot labels alike, with one w >= 0.5 a batch; the same seed mixes the same way; without
+    mixup and for validation (unshuffled) the batches are the cache's rows as they are."""
+    rng = np.random.default_rng(0)
+    cache, labels = rng.normal(size=(1, 12, 3)).astype(np.float32), np.arange(12)  # a class a row: y names the rows
+
+    def epoch(**kw):
+        return list(ViewBatches(cache, labels, 12, batch_size=4, seed=5, **kw).epoch(0))
+    plain, mixed = epoch(), epoch(mixup=0.4)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(mixed, epoch(mixup=0.4)))
+    weights = set()
+    for (x0, y0), (x, y) in zip(plain, mixed):
+        np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
+        rows = y0.argmax(1)
+        for i, own in enumerate(rows):
+            w = y[i, own]
+            other = [c for c in np.flatnonzero(y[i] > 1e-7) if c != own]  # none: mixed with itself
+            partner = x0[list(rows).index(other[0])] if other else x0[i]
+            np.testing.assert_allclose(x[i], w * x0[i] + (1 - w) * partner, atol=1e-5)
+            if other:
+                weights.add(round(float(w), 6))
+    assert weights and min(weights) >= 0.5 and len(weights) > 1  # one draw a batch, the larger side kept
+    val = list(ViewBatches(cache, labels, 12, batch_size=4, shuffle=False, mixup=0.4).epoch(0))
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in val]), cache[0])
+
 def _weights(layers):
     return {f"{layer.name}/{i}": np.array(w) for layer in layers for i, w in enumerate(layer.get_weights())}
 

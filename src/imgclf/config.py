@@ -81,6 +81,7 @@ class TrainConfig:
     lr: float = 1e-3
     fine_tune_lr: float = 3e-4  # 1e-4 before: 3e-4 helped validation on four datasets (RESULTS.md)
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # mixup's Beta(a, a) on cached features and activations (training.views.ViewBatches); 0: off
     patience: int | None = None  # on validation loss; None: 3, or planned: never before the (grown) epochs
     schedule: str = "auto"  # auto: cosine when planned, else plateau
     # the weights the run ends with: best (lowest validation loss), last (the last epoch's), or
@@ -110,10 +111,9 @@ class RunConfig:
 
 
 def keep_of(keep: str, schedule: str) -> str:
-    """train.keep resolved against the schedule: "best" or "last". The last epoch's weights
-    helped validation over the lowest-loss epoch's on four datasets under a cosine schedule
-    (benchmarks/RESULTS.md, 2026-12-06); under plateau or constant rates the last epoch may be
-    ``patience`` epochs past the best.
+    """train.keep resolved against the schedule: "best" or "last". Under a cosine schedule the last
+    epoch's weights helped validation on four datasets (RESULTS.md, 2026-12-06); under plateau or
+    constant rates the last epoch may be ``patience`` epochs past the best.
 
     Example:
         >>> keep_of("auto", "cosine"), keep_of("auto", "plateau")
@@ -123,9 +123,8 @@ def keep_of(keep: str, schedule: str) -> str:
 
 
 def flip_considered(test_time_flip: str, augment_flip: str) -> bool:
-    """Whether the test-time flip may be on: train.test_time_flip is on, or auto while training
-    flips horizontally (data.augment.flip: the model learnt that a mirror image has the same
-    class); auto then chooses on validation (imgclf.evaluation.calibration.choose_flip).
+    """Whether the test-time flip may be on: train.test_time_flip is on, or auto while training flips
+    horizontally (a mirror image has the same class); auto then chooses on validation (choose_flip).
 
     Example:
         >>> flip_considered("auto", "horizontal"), flip_considered("auto", "none")
@@ -304,6 +303,7 @@ def validate(config: RunConfig) -> None:
     _check(not (t.fine_tune_layers and t.fine_tune_blocks), "give train.fine_tune_layers or train.fine_tune_blocks, not both")
     _check(t.lr > 0 and t.fine_tune_lr > 0, "train.lr and train.fine_tune_lr must be positive")
     _check(0.0 <= t.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    _check(t.mixup == 0 or (0 < t.mixup <= 1 and t.feature_cache), f"train.mixup must be 0 (off) or in (0, 1], on the feature cache, got {t.mixup}")
     _check(t.patience is None or t.patience >= 1, f"train.patience must be at least 1, got {t.patience}")
     _check(t.top_k >= 1, f"train.top_k must be at least 1, got {t.top_k}")
     _check(0 <= t.views <= 64, f"train.views must be 0 (automatic) or 1-64, got {t.views}")

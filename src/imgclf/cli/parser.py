@@ -29,6 +29,7 @@ TRAIN_FLAGS = [
     ("--keep", "train.keep", str, "weights to end with: best (lowest validation loss), last (the last epoch's), auto (default: last under a cosine schedule)"),
     ("--test-time-flip", "train.test_time_flip", str, "average each prediction with its mirror image's: off (default), on, or auto (when it helps validation and training flips horizontally)"),
     ("--label-smoothing", "train.label_smoothing", float, "label smoothing (default 0)"),
+    ("--mixup", "train.mixup", float, "mixup on the cached features: Beta(a, a)'s a, e.g. 0.2 (default 0: off)"),
     ("--class-weights", "train.class_weights", str, "none (default) or balanced"),
     ("--dropout", "model.dropout", float, "head dropout (default 0.2)"),
     ("--hidden-units", "model.hidden_units", int, "hidden Dense layer in the head; 0 for none (default)"),

@@ -170,7 +170,7 @@ class CachedData:
     def _phase(self, trainee, cache, val_cache):
         from imgclf.training.phases import Phase
         bs, seed = self.cfg.data.batch_size, self.cfg.seed
-        train = ViewBatches(cache, self.labels, self.num_classes, bs, seed)
+        train = ViewBatches(cache, self.labels, self.num_classes, bs, seed, mixup=self.cfg.train.mixup)
         val = ViewBatches(val_cache, self.val_labels, self.num_classes, bs, shuffle=False)
         return Phase(trainee, train.epoch, (lambda: val.epoch(0)) if len(self.val_labels) else None,
                      len(train))

@@ -3,8 +3,12 @@
 It times, on the network built at the probe size, one forward pass of the frozen base and a few
 fine-tuning steps of the top, and (for images that are not kept decoded) the decoding of a
 sample. Other sizes and depths are scaled by their multiply-adds, which the network's layers
-give exactly: EfficientNet-Lite's rate on this CPU follows them closely (224 px: 100 images/s,
-96 px: 544, a ratio of 5.4 for 5.4 times the work; ../shared/NOTES.md).
+give exactly: EfficientNet-Lite's forward rate on this CPU follows them closely (224 px: 100
+images/s, 96 px: 544, a ratio of 5.4 for 5.4 times the work; ../shared/NOTES.md). A fine-tuning
+step across sizes does not (full Fashion-MNIST, 3 blocks: 96 px took 1.2x of 64 px, for 2.25x
+the multiply-adds; benchmarks/probe_scaling.py), so a price at another size is an upper bound
+above the probe size and a lower one below; the default budget probes the recipe it prices at
+its own size (imgclf.training.budget.plan_run), and the run's deadline corrects the rest.
 
 Example:
     >>> costs = probe(net, dataset, cfg)
