@@ -391,12 +391,15 @@ def test_a_set_large_enough_for_one_view_never_grows_views(budget):
     assert small.recipe.views >= target_recipe(SMALL, 28, 224, 18).views  # small sets still grow them
 
 
-@pytest.mark.parametrize("counts, probes", [(FULL, [(64, 10), (96, 3)]), (SMALL, [(96, 3)])])
-def test_no_flags_price_the_former_recipe_by_a_probe_at_its_own_size_and_depth(monkeypatch, counts, probes):
+@pytest.mark.parametrize("counts, flags, probes", [(FULL, {}, [(64, 10), (96, 3)]), (SMALL, {}, [(96, 3)]),
+                                                   (SMALL, {"train.fine_tune_epochs": 12}, [(96, 3)]),
+                                                   (FULL, {"data.image_size": 96}, [(96, 10), (96, 3)])])
+def test_no_budget_prices_the_former_recipe_by_a_probe_at_its_own_size_and_depth(monkeypatch, counts, flags, probes):
     """Full Fashion-MNIST's target (64 px, 10 blocks) differs from the former recipe (96 px, 3
-    blocks); a fine-tuning step's time does not scale with the input's area (64 -> 96 px: 1.15x
+    blocks); a fine-tuning step's time does not scale with the input's area (64 -> 96 px: 1.2x
     for 2.25x), so the former recipe is probed at its own size and depth rather than scaled from
-    the target's probe (which priced it 1.5x what it took). Where they agree, one probe does."""
+    the target's probe (which priced it 1.5x what it took). Where they agree, one probe does.
+    Flags the user gives are part of the former recipe too (the old defaults ran them)."""
     from types import SimpleNamespace
 
     from imgclf.backbones import get_spec
@@ -408,16 +411,21 @@ def test_no_flags_price_the_former_recipe_by_a_probe_at_its_own_size_and_depth(m
         seen.append((net.size, blocks))
         return by_size[net.size]
     monkeypatch.setattr(probe, "probe", fake_probe)
-    paths = {split: [f"{split}/{i}.png" for i in range(n)] for split, n in zip(("train", "val", "test"), (counts.train, counts.val, counts.test))}
+    paths = {split: [f"{split}/{i}.png" for i in range(n)]
+             for split, n in zip(("train", "val", "test"), (counts.train, counts.val, counts.test))}
     sizes = {"width": {"median": 28}, "height": {"median": 28}}
     report = SimpleNamespace(sizes=sizes, to_dict=lambda: {"sizes": sizes})
     dataset = SimpleNamespace(paths=paths, decoded=set(paths["train"]), report=report)
-    cfg = load_config(None, {})
+    cfg = load_config(None, flags)
     started = __import__("time").monotonic()
-    _, net, plan = budget.plan_run(cfg, get_spec("efficientnet_lite0"), dataset, started, False,
-                                   lambda size: SimpleNamespace(size=size))
-    assert seen == probes
-    former = Recipe(96, 3, 4 if counts is SMALL else 1, 10, 5)
+    built = []
+
+    def build(size):
+        built.append(size)
+        return SimpleNamespace(size=size)
+    _, net, plan = budget.plan_run(cfg, get_spec("efficientnet_lite0"), dataset, started, False, build)
+    assert seen == probes and built == list(dict.fromkeys(s for s, _ in probes))  # a network per size, once
+    former = Recipe(96, 3, 4 if counts is SMALL else 1, 10, flags.get("train.fine_tune_epochs", 5))
     expected = sum(expected_stages(former, counts, by_size[96]).values())
     assert expected - 0.1 <= plan.budget_s < expected + 5  # and the seconds spent before the probe
     assert net.size == plan.recipe.image_size

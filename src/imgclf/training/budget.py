@@ -94,20 +94,21 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
     kept = all(p in dataset.decoded for p in dataset.paths["train"])
     sample = [] if kept else dataset.paths["train"][:DECODE_SAMPLE]
     before_s = time.monotonic() - started  # what the former defaults also spent: imports, finding the data
-    nets = {}
+    nets, build_s = {}, {}
 
     def probed(size: int, blocks: int):
-        began = time.perf_counter()
-        nets[size] = build(size)
-        build_s = time.perf_counter() - began
-        return probe(nets[size], sample, cfg, build_s, blocks), build_s
-    costs, target_build_s = probed(target.image_size, target.fine_tune_blocks or spec.default_fine_tune_blocks)
+        if size not in nets:
+            began = time.perf_counter()
+            nets[size] = build(size)
+            build_s[size] = time.perf_counter() - began
+        return probe(nets[size], sample, cfg, build_s[size], blocks)
+    costs = probed(target.image_size, target.fine_tune_blocks or spec.default_fine_tune_blocks)
     budget = cfg.train.budget_s
-    if not budget:  # the former recipe probed at its own size and depth: scaled from the target's,
-        former = former_recipe(counts, spec, dataset.report)  # full Fashion-MNIST's was priced 1.5x its cost
+    if not budget:  # the former recipe, with the flags given (the old defaults ran them too), probed at its own size
+        former = fixed.apply(former_recipe(counts, spec, dataset.report))  # and depth: a 64-px probe priced 96 px 1.5x
         own = (former.image_size, former.fine_tune_blocks) == (target.image_size, target.fine_tune_blocks)
-        former_costs, build_s = (costs, target_build_s) if own else probed(former.image_size, former.fine_tune_blocks)
-        budget = default_budget(counts, former_costs, former, before_s + build_s)
+        former_costs = costs if own else probed(former.image_size, former.fine_tune_blocks)
+        budget = default_budget(counts, former_costs, former, before_s + build_s[former.image_size])
 
     def planned(seconds):
         return make_plan(seconds, counts, costs, fixed, median_side=median, default_size=spec.default_size,
