@@ -39,6 +39,7 @@ TRIALS = {
     # (the same weights), so base need not be rerun for it
     "test-time flip": ["--test-time-flip", "on"],
     "mixup 0.2 on cached features": ["--mixup", "0.2"],
+    "no flip in training": ["--set", "data.augment.flip=none"],  # digits are not mirror-symmetric
 }
 
 
