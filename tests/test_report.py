@@ -136,3 +136,15 @@ def test_the_kept_epoch_follows_train_keep(tmp_path, inputs):
     assert kept_row(history, last)["epoch"] == 3 and kept_row([], last) is None
     text = write_report(tmp_path / "report.html", **{**inputs, "history": history, "config": last}).read_text()
     assert "last epoch (weights kept)" in text and "val accuracy, epoch 3" in text
+
+
+def test_run_facts_are_short_and_nested_ones_fold_away_as_yaml(tmp_path, inputs):
+    """run.json's calibration (a dict of lists) once showed as one Python repr of 2,000
+    characters among the facts, and a cache size as 17.2119140625."""
+    inputs["run_info"] = {"cache_mb": 17.2119140625, "views": 1, "calibration": {
+        "temperature": 2.24, "thresholds": [{"target_accuracy": 0.9, "min_confidence": 0.39}]}}
+    text = write_report(tmp_path / "report.html", **inputs).read_text()
+    run = text[text.index("<h3>Run</h3>"):text.index("<h3>Config</h3>")]
+    assert "17.21" in run and "17.2119" not in run
+    assert "{&#x27;" not in run and "{'" not in run  # no dict repr
+    assert "<details><summary>calibration</summary><pre>" in run and "min_confidence: 0.39" in run

@@ -42,5 +42,6 @@ def plan_section(plan: dict) -> str:
     body = (facts(items) + (f"<ul>{reasons}</ul>" if reasons else "")
             + table(["stage", "planned", "took"], rows, {1, 2})
             + note("The planner measured this machine for a few seconds, then chose what you left open "
-                   "so the whole run fits the budget; epochs are cut if the machine turns out slower."))
+                   "so the whole run fits the budget; epochs are cut if the machine turns out slower than "
+                   "measured, and added if it is faster (the epochs run are in Training below)."))
     return section("plan", "Plan", body)

@@ -215,10 +215,17 @@ def _config_text(config: dict) -> str:
 
 
 def _config_section(config: dict, run_info: dict) -> str:
+    """run.json's plain facts as facts (floats to 4 significant digits); its nested ones (the
+    calibration, ...) as YAML under a fold, never a Python dict's repr."""
     body = ""
     if run_info:
-        items = [(key.replace("_", " "), e(value)) for key, value in run_info.items()]
+        nested = {key: value for key, value in run_info.items() if isinstance(value, (dict, list))}
+        items = [(key.replace("_", " "), e(f"{value:.4g}" if isinstance(value, float) else value))
+                 for key, value in run_info.items() if key not in nested]
         body += "<h3>Run</h3>" + facts(items)
+        if nested:
+            body += (f"<details><summary>{e(', '.join(key.replace('_', ' ') for key in nested))}</summary>"
+                     f"<pre>{e(_config_text(nested))}</pre></details>")
     body += "<h3>Config</h3><pre>" + e(_config_text(config or {})) + "</pre>"
     return section("config", "Run details and config", body)
 
