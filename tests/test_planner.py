@@ -393,7 +393,9 @@ def test_a_set_large_enough_for_one_view_never_grows_views(budget):
 
 @pytest.mark.parametrize("counts, flags, probes", [(FULL, {}, [(64, 10), (96, 3)]), (SMALL, {}, [(96, 3)]),
                                                    (SMALL, {"train.fine_tune_epochs": 12}, [(96, 3)]),
-                                                   (FULL, {"data.image_size": 96}, [(96, 10), (96, 3)])])
+                                                   (FULL, {"data.image_size": 96}, [(96, 10), (96, 3)]),
+                                                   (FULL, {"data.image_size": 96, "train.fine_tune_epochs": 0},
+                                                    [(96, 10)])])
 def test_no_budget_prices_the_former_recipe_by_a_probe_at_its_own_size_and_depth(monkeypatch, counts, flags, probes):
     """Full Fashion-MNIST's target (64 px, 10 blocks) differs from the former recipe (96 px, 3
     blocks); a fine-tuning step's time does not scale with the input's area (64 -> 96 px: 1.2x
@@ -411,6 +413,12 @@ def test_no_budget_prices_the_former_recipe_by_a_probe_at_its_own_size_and_depth
         seen.append((net.size, blocks))
         return by_size[net.size]
     monkeypatch.setattr(probe, "probe", fake_probe)
+    priced = []
+
+    def spy(counts, costs, former, elapsed_s):  # what the default budget is priced from, and what it comes to
+        priced.append((former, costs, default_budget(counts, costs, former, elapsed_s)))
+        return priced[-1][2]
+    monkeypatch.setattr(budget, "default_budget", spy)
     paths = {split: [f"{split}/{i}.png" for i in range(n)]
              for split, n in zip(("train", "val", "test"), (counts.train, counts.val, counts.test))}
     sizes = {"width": {"median": 28}, "height": {"median": 28}}
@@ -427,5 +435,8 @@ def test_no_budget_prices_the_former_recipe_by_a_probe_at_its_own_size_and_depth
     assert seen == probes and built == list(dict.fromkeys(s for s, _ in probes))  # a network per size, once
     former = Recipe(96, 3, 4 if counts is SMALL else 1, 10, flags.get("train.fine_tune_epochs", 5))
     expected = sum(expected_stages(former, counts, by_size[96]).values())
-    assert expected - 0.1 <= plan.budget_s < expected + 5  # and the seconds spent before the probe
+    [(priced_former, costs, default)] = priced
+    assert priced_former == former and costs is by_size[96]  # the 96-px probe, never the 64-px one scaled
+    assert expected - 0.1 <= default < expected + 5  # and the seconds spent before the probe
+    assert plan.budget_s >= default  # (stretched where even the smallest plan needs more)
     assert net.size == plan.recipe.image_size

@@ -16,9 +16,9 @@ import time
 
 from imgclf.config import RunConfig, flip_considered
 from imgclf.errors import ImgclfError
+from imgclf.training.deadline import MAX_STRETCH
 from imgclf.training.planner import (BudgetTooSmall, Counts, Fixed, Plan, Recipe, default_budget, make_plan,
                                      target_recipe)
-from imgclf.training.deadline import MAX_STRETCH
 
 UNPLANNED = {"epochs": 10, "fine_tune_epochs": 5, "schedule": "plateau", "patience": 3}  # without a plan (plain, workers)
 DECODE_SAMPLE = 16
@@ -106,7 +106,8 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
     budget = cfg.train.budget_s
     if not budget:  # the former recipe, with the flags given (the old defaults ran them too), probed at its own size
         former = fixed.apply(former_recipe(counts, spec, dataset.report))  # and depth: a 64-px probe priced 96 px 1.5x
-        own = (former.image_size, former.fine_tune_blocks) == (target.image_size, target.fine_tune_blocks)
+        own = former.image_size == target.image_size and (
+            not former.fine_tune_epochs or former.fine_tune_blocks == target.fine_tune_blocks)  # depth matters if used
         former_costs = costs if own else probed(former.image_size, former.fine_tune_blocks)
         budget = default_budget(counts, former_costs, former, before_s + build_s[former.image_size])
 
