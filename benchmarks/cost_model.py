@@ -13,8 +13,11 @@ stage's seconds come from the planner's expected_stages, then split per worker:
   and the test set are divided by R (each worker decodes and holds only its shard of the
   images), each worker receives the others' (R-1)/R of the cache over the network, and holds
   all of the cache;
-- sharded (each worker keeping only its shard of the cache too, not built): the same, without
-  the exchange, and all of the memory is divided by R.
+- sharded (not built: each worker keeping only its shard of the cache, and checking only its
+  shard of the files): the same, without the exchange, and all of the memory is divided by R.
+In today and built every worker still checks every file (imgclf.data.load_dataset reads, hashes
+and decodes each one, a JPEG at 1/8 scale, before the splits are made): the "check" part, timed
+by load_dataset on a folder of the sample photos.
 In both the steps are divided by R and pay a gradient all-reduce per step (a ring: 2(R-1)/R of
 the trainable weights over the network, plus 2(R-1) latencies).
 
@@ -47,6 +50,22 @@ def photos(folder: Path, n: int = 48) -> list[str]:
         paths.append(str(folder / f"{i}.jpg"))
         image.save(paths[-1], quality=90)
     return paths
+
+
+def check_seconds(folder: Path, sample: list[str]) -> float:
+    """Seconds per file of load_dataset's check (find, read, hash, decode), on ``sample`` laid
+    out as two class folders."""
+    import shutil
+    import time
+
+    from imgclf.data import load_dataset
+    for i, path in enumerate(sample):
+        (folder / "check" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / "check" / f"c{i % 2}" / Path(path).name)
+    load_dataset(folder / "check", keep_mb=0)  # the page cache warm, as a worker's second pass is not
+    start = time.perf_counter()
+    load_dataset(folder / "check", keep_mb=0)
+    return (time.perf_counter() - start) / len(sample)
 
 
 def measure(size: int, sample: list[str], blocks: int):
@@ -85,7 +104,7 @@ def ring_seconds(steps: int, weights: int, r: int, args) -> float:
     return steps * (2 * (r - 1) / r * weights * 4 / (args.gbit * 1.25e8) + 2 * (r - 1) * args.latency_us * 1e-6)
 
 
-def rows(costs, net, size: int, args):
+def rows(costs, net, size: int, args, check_s: float = 0.0):
     from imgclf.training.planner import Counts, Fixed, expected_stages, target_recipe
     for n in COUNTS:
         counts = Counts(int(n * 0.8), n // 10, n // 10)
@@ -102,10 +121,12 @@ def rows(costs, net, size: int, args):
             ring = ring_seconds(recipe.epochs * per_epoch, net.head.count_params(), r, args)
             ring += ring_seconds(recipe.fine_tune_epochs * per_epoch, weights, r, args)
             train = (st["head"] + st["fine_tune"]) / r
-            today = {"data": st["load"] + st["cache"], "steps": train + ring, "test": st["predict"]}
-            sharded = {"data": (st["load"] + st["cache"]) / r, "steps": train + ring, "test": st["predict"] / r}
+            check = n * check_s  # every file, on every worker (imgclf.data.load_dataset)
+            today = {"check": check, "data": st["load"] + st["cache"], "steps": train + ring, "test": st["predict"]}
+            sharded = {"check": check / r, "data": (st["load"] + st["cache"]) / r, "steps": train + ring,
+                       "test": st["predict"] / r}
             exchange = cached * (r - 1) / r / (args.gbit * 1.25e8)
-            built = {**sharded, "data": (st["load"] + st["cache"]) / r + exchange}
+            built = {**sharded, "check": check, "data": (st["load"] + st["cache"]) / r + exchange}
             yield dict(n=n, size=size, r=r, recipe=recipe, fixed=st["fixed"], today=today, sharded=sharded, built=built,
                        mem_today=(cached + decoded) / 1e9, mem_built=(cached + decoded / r) / 1e9,
                        mem_sharded=(cached + decoded) / r / 1e9,
@@ -124,20 +145,22 @@ def main() -> None:
     from imgclf.console import import_tensorflow_quietly
     import_tensorflow_quietly()
     with tempfile.TemporaryDirectory() as tmp:
-        sample = photos(Path(tmp))
-        measured = {size: measure(size, sample, 6) for size in SIZES}
+        sample = photos(Path(tmp), 400)
+        check_s = check_seconds(Path(tmp), sample)
+        measured = {size: measure(size, sample[:48], 6) for size in SIZES}
+    print(f"measured: checking a file (load_dataset: read, sha256, decode at 1/8 scale) {1 / check_s:.0f} photos/s")
     for size, (c, net) in measured.items():
         print(f"measured at {size} px: frozen forward {c.forward_rate / sum(c.block_flops):.0f} images/s (tf), "
               f"decode {1 / c.decode_s:.0f} photos/s (320x240 JPEG), fine-tuning step (6 blocks) "
               f"{c.fine_tune_epoch(size, 6, 32) * 1000:.0f} ms per 32 images, evaluation "
               f"{32 / c.predict(size, 0, 32, c.runtimes[-1]):.0f} images/s ({c.runtimes[-1]})")
     print(f"\nnetwork {args.gbit:g} Gbit/s, {args.latency_us:g} us a hop; per-worker batch 32; "
-          f"wall = fixed + data (decode + cache) + steps + test; memory = decoded images + cache")
+          f"wall = fixed + check + data (decode + cache) + steps + test; memory = decoded images + cache")
     print("| images | px | recipe (blocks, views, epochs) | workers | steps an epoch | today: wall / memory per worker "
           "| built: wall / memory per worker | sharded: wall / memory per worker | all-reduce | largest part (built) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for size, (c, net) in measured.items():
-        for row in rows(c, net, size, args):
+        for row in rows(c, net, size, args, check_s):
             rec, today, sharded, built = row["recipe"], row["today"], row["sharded"], row["built"]
             worst = max(built, key=built.get)
             print(f"| {row['n']:,} | {size} | {rec.fine_tune_blocks}, {rec.views}, {rec.epochs}+{rec.fine_tune_epochs} "
