@@ -94,21 +94,23 @@ def plan_run(cfg: RunConfig, spec, dataset, started: float, verbose: bool, build
     kept = all(p in dataset.decoded for p in dataset.paths["train"])
     sample = [] if kept else dataset.paths["train"][:DECODE_SAMPLE]
     before_s = time.monotonic() - started  # what the former defaults also spent: imports, finding the data
-    nets, build_s = {}, {}
+    nets, build_s, probes = {}, {}, {}
 
-    def probed(size: int, blocks: int):
+    def probed(size: int, blocks: int):  # a network per size, a probe per (size, depth)
         if size not in nets:
             began = time.perf_counter()
             nets[size] = build(size)
             build_s[size] = time.perf_counter() - began
-        return probe(nets[size], sample, cfg, build_s[size], blocks)
-    costs = probed(target.image_size, target.fine_tune_blocks or spec.default_fine_tune_blocks)
+        if (size, blocks) not in probes:
+            probes[size, blocks] = probe(nets[size], sample, cfg, build_s[size], blocks)
+        return probes[size, blocks]
+    blocks = target.fine_tune_blocks or spec.default_fine_tune_blocks
+    costs = probed(target.image_size, blocks)
     budget = cfg.train.budget_s
     if not budget:  # the former recipe, with the flags given (the old defaults ran them too), probed at its own size
         former = fixed.apply(former_recipe(counts, spec, dataset.report))  # and depth: a 64-px probe priced 96 px 1.5x
-        own = former.image_size == target.image_size and (
-            not former.fine_tune_epochs or former.fine_tune_blocks == target.fine_tune_blocks)  # depth matters if used
-        former_costs = costs if own else probed(former.image_size, former.fine_tune_blocks)
+        unused = not former.fine_tune_epochs and former.image_size == target.image_size  # no depth to price
+        former_costs = probed(former.image_size, blocks if unused else former.fine_tune_blocks)
         budget = default_budget(counts, former_costs, former, before_s + build_s[former.image_size])
 
     def planned(seconds):
