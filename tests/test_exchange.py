@@ -83,3 +83,61 @@ def test_sharded_predictions_are_one_process_s():
     for probs in _exchange(2, lambda: None, lambda shards, _: shards.predict(predict, images, 64)):
         np.testing.assert_array_equal(probs, predict(images))
     assert WorkerShards().fill(np.zeros((4, 2)), 1) == 0  # one process exchanges nothing
+
+
+def test_gather_gives_every_worker_each_worker_s_value_in_order(monkeypatch):
+    monkeypatch.setattr(exchange, "CHUNK_BYTES", 48)  # several rounds; worker 1's value ends first
+    values = [{"files": "a", "infos": [[28, 28, "L", "PNG", "ab"] for _ in range(9)]},
+              {"files": "a", "infos": ["not an image: caf\u00e9"]},
+              {"files": "b", "infos": []}]
+    got = _exchange(3, lambda: None, lambda shards, _: shards.gather(values[shards.index]))
+    assert got == [values] * 3
+    assert WorkerShards().gather({"x": 1}) == [{"x": 1}]  # one process: its own value, no collective
+
+
+def _photos(root, per_class=7):
+    from PIL import Image
+    for c, name in enumerate(["cat", "dog"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (20 + i, 16), (40 * c, 9 * i, 80)).save(root / name / f"{i}.png")
+    (root / "dog" / "broken.png").write_bytes(b"not a png")
+
+
+def test_sharded_file_check_gives_every_worker_one_process_s_dataset_for_its_shard_of_the_checks(tmp_path,
+                                                                                                 monkeypatch):
+    from imgclf.data import dataset as dataset_mod
+    _photos(tmp_path / "d")
+    one = dataset_mod.load_dataset(tmp_path / "d", seed=1)
+    checked, lock = [], threading.Lock()
+    real = dataset_mod.inspect_and_read
+
+    def counting(path, *args):
+        with lock:
+            checked.append(path)
+        return real(path, *args)
+    monkeypatch.setattr(dataset_mod, "inspect_and_read", counting)
+    got = _exchange(2, lambda: None, lambda shards, _: dataset_mod.load_dataset(tmp_path / "d", seed=1, share=shards))
+    assert sorted(checked) == sorted(set(checked)) and len(checked) == 15  # each file once, by one worker
+    for ds in got:
+        assert ds.paths == one.paths and ds.class_names == one.class_names
+        for split in ds.labels:
+            np.testing.assert_array_equal(ds.labels[split], one.labels[split])
+        assert ds.infos == one.infos and ds.report.to_dict() == one.report.to_dict()
+        assert ds.decoded == {}  # nothing kept: each worker decodes only its own rows later
+    assert "broken.png" in str(got[0].report.to_dict())  # the bad file, checked by one, reported by all
+
+
+def test_workers_that_find_different_files_get_one_line_naming_the_data(tmp_path):
+    from imgclf.data import dataset as dataset_mod
+    from imgclf.errors import ImgclfError
+    _photos(tmp_path / "a")
+    _photos(tmp_path / "b", per_class=8)
+
+    def load(shards, _):
+        with pytest.raises(ImgclfError) as err:
+            dataset_mod.load_dataset(tmp_path / "ab"[shards.index], share=shards)
+        return str(err.value)
+    first, second = _exchange(2, lambda: None, load)
+    assert first.startswith(f"{tmp_path / 'a'}: worker 1 finds other files than worker 0")
+    assert "every worker needs the same data at the same path" in second

@@ -147,3 +147,39 @@ def test_fused_adam_takes_keras_adams_steps(amsgrad):
     assert [s.shape for s in s_fused] == [s.shape for s in s_keras]
     for a, b in zip(w_keras + s_keras, w_fused + s_fused):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _features(n=64, seed=0, dim=12):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % CLASSES
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    x[np.arange(n), labels] += 2.0
+    return tf.data.Dataset.from_tensor_slices((x, np.eye(CLASSES, dtype=np.float32)[labels])).batch(16)
+
+
+def _head_phase(agree):
+    from imgclf.training.model import build_head
+    head = build_head(12, CLASSES, dropout=0.3, hidden_units=8, seed=4)
+    phase = Phase(head, lambda e: _features(), lambda: _features(seed=1), 4, agree)
+    rows = fit_phase(phase, "head", TrainConfig(epochs=3), 1e-2, 3, EarlyStopping(5, head), EpochLog(verbose=False), None)
+    return head, rows
+
+
+def test_a_phase_every_worker_trains_alone_is_one_process_s_and_ends_on_worker_0_s_weights_and_scores():
+    one_head, one_rows = _head_phase(None)
+    same_head, same_rows = _head_phase(lambda values: values)  # one worker: agreeing changes nothing
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in same_rows] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in one_rows]  # dropout included
+    for a, b in zip(one_head.get_weights(), same_head.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    sent = []
+
+    def worker_0s(values):  # another worker's weights (+0.5 each) and its scores (10, 11, ...)
+        sent.append(values.copy())
+        n = sum(w.size for w in one_head.get_weights())
+        return np.concatenate([values[:n] + 0.5, 10.0 + np.arange(len(values) - n)])
+    head, rows = _head_phase(worker_0s)
+    assert len(sent) == 3 and all(r["loss"] == 10.0 and r["val_loss"] > 10.0 for r in rows)
+    flat = np.concatenate([w.ravel() for w in head.get_weights()])
+    np.testing.assert_allclose(flat, sent[-1][:flat.size] + 0.5, rtol=1e-6)  # the trainee holds worker 0's

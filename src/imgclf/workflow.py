@@ -26,6 +26,7 @@ from imgclf.config import RunConfig, config_to_dict, flip_considered
 from imgclf.options import resolve_config
 from imgclf.record import RunRecord
 from imgclf.training.distribute import Cluster, make_strategy, strategy_info
+from imgclf.training.exchange import WorkerShards
 from imgclf.training.prepare import Job, prepare
 
 
@@ -83,7 +84,7 @@ def run_training(cfg: RunConfig, verbose: bool = True, cluster: Cluster | None =
     cluster = cluster or Cluster()
     strategy = make_strategy(cluster)
     with strategy.scope():
-        job = prepare(cfg, started=started, plan=cluster.size == 1,
+        job = prepare(cfg, started=started, plan=cluster.size == 1, share=WorkerShards(cluster, strategy),
                       verbose=verbose if show_plan is None else show_plan)
     if not cluster.is_chief:
         return _as_worker(job, verbose, strategy, cluster)
@@ -133,7 +134,7 @@ def resume_training(run_dir: str | Path, verbose: bool = True, cluster: Cluster 
     cluster = cluster or Cluster()
     strategy = make_strategy(cluster)
     with strategy.scope():
-        job = prepare(record.read_config(), source=record.split_path, plan=False)
+        job = prepare(record.read_config(), source=record.split_path, plan=False, share=WorkerShards(cluster, strategy))
     if verbose:
         print(f"resuming {record.path} after {len(state.rows)} epochs ({state.phase} phase)")
     if not cluster.is_chief:
@@ -160,12 +161,12 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
     A non-chief worker (``record`` is then a scratch folder) stops after training and the
     test predictions, and waits for the chief to write the run."""
     from imgclf.training.distribute import lost_peers
-    from imgclf.training.exchange import WorkerShards
     from imgclf.training.history import HistoryWriter
     from imgclf.training.phases import fit_two_phase
     from imgclf.training.prepare import load_split_images, phase_data_for
     cfg, dataset, started = job.cfg, job.dataset, time.time()
-    arrays = load_split_images(job, record, WorkerShards(cluster, strategy))
+    shards = WorkerShards(cluster, strategy)
+    arrays = load_split_images(job, record, shards)
     phase_data, cache_stats = phase_data_for(job, arrays, record.cache_dir, verbose, deadline, cluster, strategy)
     weights = (data_mod.class_weights(dataset.labels["train"], dataset.num_classes)
                if cfg.train.class_weights == "balanced" else None)
@@ -175,7 +176,6 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
                                 resume=resume, strategy=strategy, deadline=deadline)
     probs = _held_out_probs(lambda images, mirrored: phase_data.predict(images, flip=mirrored), arrays,
                             dataset.labels["val"], cfg) if cache_stats else None
-    shards = WorkerShards(cluster, strategy)
     if not cluster.is_chief:
         with lost_peers(cluster, "RUN"):
             shards.barrier()  # the chief writes the run meanwhile

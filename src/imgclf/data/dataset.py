@@ -11,9 +11,10 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from imgclf.data.arrays import map_threads
 from imgclf.data.images import DEFAULT_MAX_PIXELS, BadImage, ImageInfo, inspect_and_read
 from imgclf.data.layouts import SPLITS, Found, find_images
 from imgclf.data.report import DataReport, build_report
+from imgclf.data.shards import Shard
 from imgclf.errors import ImgclfError
 
 # Images up to this many pixels are kept decoded by load_dataset, up to KEEP_MB in all, so that
@@ -82,7 +84,7 @@ class Dataset:
 
 def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  seed: int = 42, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
-                 keep_mb: float = KEEP_MB) -> Dataset:
+                 keep_mb: float = KEEP_MB, share=None) -> Dataset:
     """Find, check and split a labelled image collection.
 
     Every image is decoded once (threads; Pillow releases the GIL) so that bad files are
@@ -101,6 +103,12 @@ def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
         workers: decoding threads; None picks from the CPU count.
         keep_mb: memory for keeping small decoded images (``Dataset.decoded``, see KEEP_PIXELS)
             for ``load_images(..., decoded=)``; 0 keeps none.
+        share: several processes load the same data (the workers of one training run): an
+            object with ``index``, ``count`` and ``gather(value) -> list`` (every process's
+            JSON-able value, in process order; training.exchange.WorkerShards).
+            Process r checks only its shard of the files (data.shards) and the results are
+            gathered, so every process gets the same Dataset for 1/count of the checking; none
+            keeps images decoded (each decodes only its own rows later).
 
     Returns:
         Dataset whose class names are sorted and whose paths are sorted within each split.
@@ -113,7 +121,7 @@ def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
         'class-folders'
     """
     found = find_images(path)
-    infos, decoded = _inspect_all([p for p, _, _ in found.entries], max_pixels, workers, keep_mb)
+    infos, decoded = _inspect_shared(found, max_pixels, workers, keep_mb, share)
     good = [(entry, info) for entry, info in zip(found.entries, infos) if isinstance(info, ImageInfo)]
     skipped = list(found.skipped) + [(e[0], info) for e, info in zip(found.entries, infos) if isinstance(info, str)]
     class_names = list(found.class_names or [])
@@ -130,6 +138,24 @@ def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
     report = build_report(found, class_names, split_labels, [info for _, info in good], skipped, notes)
     infos_by_path = {entry[0]: info for entry, info in good}
     return Dataset(class_names, paths, split_labels, report, found.root, found.layout, decoded, infos_by_path)
+
+
+def _inspect_shared(found: Found, max_pixels: int, workers: int | None, keep_mb: float, share
+                    ) -> tuple[list[ImageInfo | str], dict]:
+    """_inspect_all of the found files, or with ``share`` each process checks its shard and all
+    are gathered (with a digest of each process's file list: they must be the same)."""
+    paths = [p for p, _, _ in found.entries]
+    if share is None or share.count == 1:
+        return _inspect_all(paths, max_pixels, workers, keep_mb)
+    start, stop = Shard(share.index, share.count).span(len(paths))
+    mine, _ = _inspect_all(paths[start:stop], max_pixels, workers, 0)
+    listing = hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).hexdigest()
+    parts = share.gather({"files": listing, "infos": [i if isinstance(i, str) else astuple(i) for i in mine]})
+    differ = [r for r, part in enumerate(parts) if part["files"] != listing]
+    if differ:
+        raise ImgclfError(f"{found.root}: worker {differ[0]} finds other files "
+                          f"than worker {share.index} ({len(paths)} here); every worker needs the same data at the same path")
+    return [i if isinstance(i, str) else ImageInfo(*i) for part in parts for i in part["infos"]], {}
 
 
 def _inspect_all(paths: list[str], max_pixels: int, workers: int | None, keep_mb: float

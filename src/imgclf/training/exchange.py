@@ -1,7 +1,9 @@
 """Shards between workers: each worker computes its own shard of an array, an all-gather gives
 every worker the whole array.
 
-The sharded feature cache and the sharded evaluation use it (issue 19, design (b): shards are
+The sharded file check (data.load_dataset's ``share``: ``gather``), the head phase every worker
+trains whole (``first``: worker 0's weights once an epoch), the sharded feature cache and the
+sharded evaluation use it (issue 19, design (b): shards are
 exchanged). With R workers, worker r runs the frozen part of the network only on its shard of
 whole batches of each split (and of each augmented view), then the shards are all-gathered
 through the strategy's collectives (``ReplicaContext.all_gather``, over the same gRPC links as
@@ -25,6 +27,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -91,6 +94,40 @@ class WorkerShards:
                     column += w
                 received += rows.nbytes
         return received
+
+    def gather(self, value) -> list:
+        """Every worker's ``value`` (anything JSON can carry), in worker order; ``[value]`` for
+        one process. Sent as JSON text: one all-gather for the sizes, one a CHUNK_BYTES round.
+
+        Example:
+            >>> shards.gather({"files": digest, "infos": infos})   # data.load_dataset's check
+            [{"files": ..., "infos": [...]}, {"files": ..., "infos": [...]}]
+        """
+        if self.count == 1:
+            return [value]
+        text = json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogateescape")
+        mine = np.frombuffer(text + b" " * (-len(text) % 4), np.int32)  # collectives take no uint8
+        sizes = self._all_gather(np.array([mine.size], np.int64))
+        step = max(1, CHUNK_BYTES // (4 * self.count))
+        pieces = [[] for _ in sizes]
+        for c in range(max(1, math.ceil(int(sizes.max()) / step))):
+            whole, at = self._all_gather(mine[c * step:(c + 1) * step]), 0
+            for r, size in enumerate(sizes):
+                n = max(0, min(int(size), (c + 1) * step) - c * step)
+                pieces[r].append(whole[at:at + n])
+                at += n
+        return [json.loads(np.concatenate(p).tobytes().decode("utf-8", "surrogateescape")) for p in pieces]
+
+    def first(self, values: np.ndarray) -> np.ndarray:
+        """Worker 0's ``values`` (the same shape on every worker), on every worker: one
+        all-gather. A multi-worker run's head phase agrees on its weights with it
+        (training.phases.Phase.agree).
+
+        Example:
+            >>> shards.first(np.array([0.25, 3.0]))   # worker 0 sent [0.25, 3.0]
+            array([0.25, 3.  ])
+        """
+        return values if self.count == 1 else self._all_gather(np.ascontiguousarray(values))[:len(values)]
 
     def predict(self, predict, images, batch_size: int = 64) -> np.ndarray:
         """``predict(images)`` with each worker computing its span only, then exchanged: every

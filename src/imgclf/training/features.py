@@ -167,17 +167,19 @@ class CachedData:
             self.views = self.stats["views"] = made
             self.stats["views_planned"] = views
 
-    def _phase(self, trainee, cache, val_cache):
+    def _phase(self, trainee, cache, val_cache, agree=None):
         from imgclf.training.phases import Phase
         bs, seed = self.cfg.data.batch_size, self.cfg.seed
         train = ViewBatches(cache, self.labels, self.num_classes, bs, seed, mixup=self.cfg.train.mixup)
         val = ViewBatches(val_cache, self.val_labels, self.num_classes, bs, shuffle=False)
         return Phase(trainee, train.epoch, (lambda: val.epoch(0)) if len(self.val_labels) else None,
-                     len(train))
+                     len(train), agree)
 
     def head_phase(self):
-        """Phase 1: the head alone, on pooled features."""
-        return self._phase(self.net.head, self.feats, self.val_feats)
+        """Phase 1: the head alone, on pooled features; with several workers each trains it
+        whole (every worker holds the whole cache) and they agree once an epoch (Phase.agree)."""
+        return self._phase(self.net.head, self.feats, self.val_feats,
+                           self.shards.first if self.shards.count > 1 else None)
 
     def fine_tune_phase(self):
         """Phase 2: the base's top, pooling and head, on the bottom's activations."""

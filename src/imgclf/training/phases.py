@@ -44,12 +44,21 @@ class EpochLog:
 class Phase(NamedTuple):
     """What one phase trains and on what: ``trainee`` is the classifier or a sub-model sharing
     its layers; ``train(epoch)`` gives that epoch's batches; ``val()`` the validation batches
-    (None: no validation data); ``steps`` batches per epoch, for the progress bar."""
+    (None: no validation data); ``steps`` batches per epoch, for the progress bar.
+
+    ``agree``: the phase is cheap enough for every worker of a multi-worker run to train it
+    whole, alone (the head on cached features: a step's arithmetic is well under a millisecond,
+    a step's all-reduce over the network milliseconds); ``agree(values)`` returns worker 0's
+    float64 ``values`` on every worker (training.exchange.WorkerShards.first), called once an
+    epoch with the weights and the epoch's scores, so that every worker keeps the same weights
+    and takes the same decisions (early stopping, schedule) even where machines round apart.
+    None: the strategy splits every batch among the replicas, one collective a step."""
 
     trainee: keras.Model
     train: Callable[[int], Iterable]
     val: Callable[[], Iterable] | None
     steps: int | None
+    agree: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class PlainData:
@@ -172,13 +181,15 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
     (and the deadline's reserve) at its end, and after each epoch its count is re-fitted to the
     time left (Deadline.retarget: at most deadline.MAX_STRETCH times ``epochs``), the schedule spread over the new count."""
     rows = [] if rows is None else rows
-    strategy = strategy or tf.distribute.get_strategy()
+    trainee, agreed = _local_copy(phase.trainee) if phase.agree else (phase.trainee, None)
+    # a phase every worker trains alone runs on the default strategy (fit_two_phase runs outside any scope)
+    strategy = tf.distribute.get_strategy() if phase.agree else strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the optimizer's slots must be mirrored like the weights
         optimizer = FusedAdam(learning_rate=lr)
-        optimizer.build(phase.trainee.trainable_variables)
+        optimizer.build(trainee.trainable_variables)
     loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing, reduction="none")
     weights = tf.constant(class_weights if class_weights is not None else [], tf.float32)
-    steps = Steps(phase.trainee, optimizer, loss_fn, weights, cfg.top_k, strategy)
+    steps = Steps(trainee, optimizer, loss_fn, weights, cfg.top_k, strategy)
     schedule = Schedule(cfg.schedule, lr, epochs, patience_of(cfg))
     done = resume.phase_epochs if resume else 0
     if resume is not None:
@@ -189,10 +200,12 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
         i, stop, share = done, False, 1.0  # epochs of this phase done; share: of the next epoch's batches
         while i < last and not (deadline is not None and deadline.ends_phase(name, i, last, keep_s, share)):
             optimizer.learning_rate.assign(schedule.at_epoch(i))
-            reseed(phase.trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
+            reseed(trainee, len(rows) + 1)  # dropout masks depend on the epoch, not on the process
             began = deadline.clock() if deadline else 0.0
             limit = None if share >= 1.0 else max(1, int(share * phase.steps))
             row = _epoch(phase, steps, name, i, last, len(rows) + 1, schedule, progress, limit)
+            if agreed is not None:
+                row = agreed(row, phase.agree)
             if deadline and limit is None:  # re-plan from what an epoch really takes here
                 deadline.observe(name, deadline.clock() - began, steady=i > done)
             rows.append(row)
@@ -217,6 +230,28 @@ def fit_phase(phase: Phase, name: str, cfg: TrainConfig, lr: float, epochs: int,
                 break
             i += 1
     return rows
+
+
+def _local_copy(trainee: keras.Model):
+    """A copy of ``trainee`` with variables of its own, made outside any strategy's scope (so
+    neither its weights nor its optimizer's slots are mirrored: no collective a step), and
+    ``agreed(row, agree)``: after an epoch, worker 0's weights and scores, written into the copy
+    and into ``trainee`` (which early stopping and the checkpoint read)."""
+    local = keras.models.clone_model(trainee)
+    local.set_weights(trainee.get_weights())
+
+    def agreed(row: dict, agree) -> dict:
+        arrays = local.get_weights()
+        keys = [k for k, v in row.items() if isinstance(v, float)]
+        flat = agree(np.concatenate([a.ravel().astype(np.float64) for a in arrays] + [[row[k] for k in keys]]))
+        at, chosen = 0, []
+        for a in arrays:
+            chosen.append(flat[at:at + a.size].reshape(a.shape).astype(a.dtype))
+            at += a.size
+        local.set_weights(chosen)
+        trainee.set_weights(chosen)
+        return {**row, **{k: float(v) for k, v in zip(keys, flat[at:])}}
+    return local, agreed
 
 
 def _epoch(phase: Phase, steps: Steps, name: str, i: int, epochs: int, number: int, schedule: Schedule,

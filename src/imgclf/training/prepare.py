@@ -33,7 +33,7 @@ class Job:
 
 
 def prepare(cfg: RunConfig, source: Path | None = None, started: float | None = None, plan: bool = True,
-            verbose: bool = False) -> Job:
+            verbose: bool = False, share=None) -> Job:
     """Load the dataset (from ``source``, else the config's path), settle the name, plan what
     the user left open (``plan``; else the former fixed defaults), build the network at the
     settled size and check the fine-tuning depth.
@@ -44,6 +44,8 @@ def prepare(cfg: RunConfig, source: Path | None = None, started: float | None = 
         started: time.monotonic() when the run began: the budget's clock.
         plan: plan to the budget (the cached path in one process); False: fixed defaults.
         verbose: print the plan.
+        share: a multi-worker run's training.exchange.WorkerShards: each worker checks its
+            shard of the files (data.load_dataset).
     """
     import keras
 
@@ -57,7 +59,7 @@ def prepare(cfg: RunConfig, source: Path | None = None, started: float | None = 
     keras.utils.set_random_seed(cfg.seed)
     dataset = data_mod.load_dataset(source or cfg.data.path, val_fraction=cfg.data.val_fraction,
                                     test_fraction=cfg.data.test_fraction, seed=cfg.seed,
-                                    max_pixels=cfg.data.max_pixels)
+                                    max_pixels=cfg.data.max_pixels, share=share)
     if cfg.data.image_size:
         choose_image_size(cfg.data.image_size, spec, dataset.report)  # a size too small fails here
     cfg = dataclasses.replace(cfg, name=cfg.name or Path(cfg.data.path).stem or "run")
