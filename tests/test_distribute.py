@@ -127,6 +127,10 @@ def test_two_workers_on_loopback_equal_one_process(clean_env, tmp_path, extra):
     assert other["run_dir"] == "None" and chief["run_dir"] == str(tmp_path / "runs" / "mw")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mw"]  # the chief's run only
     assert (tmp_path / "runs" / "mw" / "COMPLETE").is_file()
+    # every figure in the chief's run (on the cached path the other worker drew the mistakes grid)
+    drawn = {p.name: p.read_bytes()[:8] for p in (tmp_path / "runs" / "mw" / "plots").iterdir()}
+    assert set(drawn) == {"training_curves.png", "confusion_matrix.png", "per_class.png", "mistakes.png",
+                          "reliability.png"} and set(drawn.values()) == {b"\x89PNG\r\n\x1a\n"}, drawn
     w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
     for key in w0.files:  # data-parallel replicas end bit-identical
         np.testing.assert_array_equal(w0[key], w1[key])

@@ -119,12 +119,14 @@ def test_sharded_file_check_gives_every_worker_one_process_s_dataset_for_its_sha
     monkeypatch.setattr(dataset_mod, "inspect_and_read", counting)
     got = _exchange(2, lambda: None, lambda shards, _: dataset_mod.load_dataset(tmp_path / "d", seed=1, share=shards))
     assert sorted(checked) == sorted(set(checked)) and len(checked) == 15  # each file once, by one worker
+    assert len(one.decoded) == 14
     for ds in got:
         assert ds.paths == one.paths and ds.class_names == one.class_names
         for split in ds.labels:
             np.testing.assert_array_equal(ds.labels[split], one.labels[split])
         assert ds.infos == one.infos and ds.report.to_dict() == one.report.to_dict()
-        assert ds.decoded == {}  # nothing kept: each worker decodes only its own rows later
+    # each worker keeps the small images it checked itself, and only those
+    assert set(got[0].decoded) | set(got[1].decoded) == set(one.decoded) and not set(got[0].decoded) & set(got[1].decoded)
     assert "broken.png" in str(got[0].report.to_dict())  # the bad file, checked by one, reported by all
 
 

@@ -139,3 +139,44 @@ def test_mistakes_and_explanation_overlays_draw_the_heat(tmp_path):
     one = plot_explanation(images[0], heat[0], "sneaker", 0.931, tmp_path / "x.gradcam.png", source="x.png")
     width, height = check_png(one, min_bytes=3_000)
     assert width > height
+
+
+def test_workers_share_the_figures_and_the_chief_gets_every_one(tmp_path):
+    import threading
+
+    from imgclf.evaluation.evaluator import FIGURES, evaluate_on, figure_share, save_evaluation, send_figures
+    from imgclf.record import PLOTS, RunRecord
+    for count in range(1, 7):  # every figure drawn by exactly one worker, whatever the count
+        shares = [figure_share(r, count) for r in range(count)]
+        assert sorted(f for share in shares for f in share) == sorted(FIGURES), (count, shares)
+    assert figure_share(1, 2) == ("mistakes",)  # the dearest (Grad-CAM) off the chief first
+
+    class Clf:
+        class_names = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    labels, probs = np.arange(30) % 3, rng.dirichlet(np.ones(3), 30).astype(np.float32)
+    images = rng.integers(0, 255, (30, 16, 16, 3), dtype=np.uint8)
+    evaluation = evaluate_on(Clf(), images, labels, predict=lambda _: probs, runtime="test")
+    records = [RunRecord(tmp_path / f"w{r}") for r in range(2)]
+    for r, record in enumerate(records):
+        save_evaluation(evaluation, images, record, figures=figure_share(r, 2))
+    assert set(records[0].plots()) == {"confusion", "reliability", "per_class"} and set(records[1].plots()) == {"mistakes"}
+
+    board, barrier, sent = [None, None], threading.Barrier(2), [None, None]
+
+    def gather(r):
+        def collective(value):
+            board[r] = value
+            barrier.wait()
+            return list(board)
+        return collective
+    mistakes = records[1].plot_path("mistakes").read_bytes()
+    threads = [threading.Thread(target=lambda r=r: sent.__setitem__(
+        r, send_figures(records[r], figure_share(r, 2), gather(r), chief=r == 0))) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sent == [1, 1]  # the chief wrote one figure, the other worker sent one
+    assert set(records[0].plots()) == set(PLOTS) - {"history"}
+    assert records[0].plot_path("mistakes").read_bytes() == mistakes

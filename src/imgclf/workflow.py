@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from imgclf import data as data_mod
-from imgclf.config import RunConfig, config_to_dict, flip_considered
+from imgclf.config import RunConfig, config_to_dict
 from imgclf.options import resolve_config
 from imgclf.record import RunRecord
 from imgclf.training.distribute import Cluster, make_strategy, strategy_info
@@ -158,8 +158,11 @@ def _as_worker(job: Job, verbose, strategy, cluster, resume=None) -> TrainResult
 def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=None,
              cluster: Cluster = Cluster(), deadline=None) -> TrainResult:
     """Train, save, evaluate, report, mark complete: the part of a run that resume repeats.
-    A non-chief worker (``record`` is then a scratch folder) stops after training and the
-    test predictions, and waits for the chief to write the run."""
+    A non-chief worker (``record`` is then a scratch folder) stops after training, the test
+    predictions and (on the cached path) its share of the figures, sent to the chief, and waits
+    for the chief to write the run."""
+    from imgclf.evaluation.calibration import held_out_probs
+    from imgclf.evaluation.evaluator import FIGURES, figure_share, send_figures
     from imgclf.training.distribute import lost_peers
     from imgclf.training.history import HistoryWriter
     from imgclf.training.phases import fit_two_phase
@@ -174,14 +177,21 @@ def _execute(job: Job, record: RunRecord, verbose: bool, resume=None, strategy=N
             lost_peers(cluster, record.path if cluster.is_chief else "RUN"):
         history = fit_two_phase(job.net, cfg.train, phase_data, log, weights, checkpoint=record,
                                 resume=resume, strategy=strategy, deadline=deadline)
-    probs = _held_out_probs(lambda images, mirrored: phase_data.predict(images, flip=mirrored), arrays,
-                            dataset.labels["val"], cfg) if cache_stats else None
+    probs = held_out_probs(lambda images, mirrored: phase_data.predict(images, flip=mirrored), arrays,
+                           dataset.labels["val"], cfg) if cache_stats else None
+    figures = figure_share(cluster.index, cluster.size) if probs is not None else FIGURES
     if not cluster.is_chief:
         with lost_peers(cluster, "RUN"):
+            if probs is not None:  # every worker has the test probabilities: it draws its share of the figures
+                _evaluate_test(job, record, arrays, probs, figures)
+                send_figures(record, figures, shards.gather, chief=False)
             shards.barrier()  # the chief writes the run meanwhile
         return TrainResult(None, job.net.model, dataset.class_names, history, None)
     record.save_model(job.net.model)
-    evaluation, calibration = _evaluate_test(job, record, arrays, probs)
+    evaluation, calibration = _evaluate_test(job, record, arrays, probs, figures)
+    if figures != FIGURES:
+        with lost_peers(cluster, record.path):
+            send_figures(record, (), shards.gather, chief=True)
     info = {"seconds": round(time.time() - started, 1), "image_size": cfg.data.image_size, "calibration": calibration,
             "backbone": job.net.spec.name, "path": "cached" if cache_stats else "plain", **(cache_stats or {}),
             **({"eval_runtime": evaluation.runtime, "eval_seconds": evaluation.seconds} if evaluation else {}),
@@ -209,43 +219,25 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
         print(f"report: {record.report_path}")
 
 
-def _held_out_probs(predict, arrays, val_labels, cfg: RunConfig) -> dict:
-    """The raw probabilities of val and test by ``predict(images, mirrored)``, the test-time flip
-    chosen on val only (test then averaged with its mirror images when it is on), and the
-    seconds the test split took. On the cached path every worker calls this, predicting its
-    shard and gathering all rows (features.CachedData.predict), so every worker decides the same."""
-    from imgclf.evaluation.calibration import choose_flip
-    considered = flip_considered(cfg.train.test_time_flip, cfg.data.augment.flip)
-    val = predict(arrays["val"], False) if len(arrays["val"]) else None
-    flipped = predict(arrays["val"], True) if val is not None and considered else None
-    flip = choose_flip(val, flipped, val_labels, cfg.train.test_time_flip, considered)
-    probs = {"flip": flip, "val": (val + flipped) / 2 if flip["flip"] and val is not None else val}
-    began = time.perf_counter()
-    if len(arrays["test"]):
-        test = predict(arrays["test"], False)
-        probs["test"] = (test + predict(arrays["test"], True)) / 2 if flip["flip"] else test
-    probs["test_seconds"] = round(time.perf_counter() - began, 2)
-    return probs
-
-
-def _evaluate_test(job: Job, record: RunRecord, arrays, probs):
+def _evaluate_test(job: Job, record: RunRecord, arrays, probs, figures=None):
     """Choose the test-time flip, fit the temperature and the abstain thresholds on the
     validation split, then evaluate the calibrated model on the test split (None without one),
-    saved into the run; returns (evaluation, run.json's "calibration"). On the cached path
-    ``probs`` holds what _held_out_probs gave (features.CachedData.predict: the frozen part on the
+    saved into the run with the ``figures`` named (None: all); returns (evaluation, run.json's "calibration").
+    On the cached path ``probs`` holds what held_out_probs gave (features.CachedData.predict: the frozen part on the
     compiled forward the caches used, the rest as a tf.function, each worker its shard);
     otherwise the Classifier's Keras model predicts, as ``imgclf evaluate`` does.
     """
     from imgclf.deploy.predict import Classifier
     from imgclf.evaluation import evaluate_on, save_evaluation
-    from imgclf.evaluation.calibration import abstain_thresholds, fit_temperature, temper
+    from imgclf.evaluation.calibration import abstain_thresholds, fit_temperature, held_out_probs, temper
+    from imgclf.evaluation.evaluator import FIGURES
     from imgclf.ranking import mirror
     from imgclf.runtime import choose_runtime
     cfg, images, labels = job.cfg, arrays["test"], job.dataset.labels
     clf = Classifier(job.net.model, job.dataset.class_names, cfg.data.image_size, record.path, cfg.data.max_pixels)
     runtime = choose_runtime(cfg.train.runtime, len(images)) + "+tf" if probs is not None else None
     if probs is None:  # by batches: the images may be read from disk
-        probs = _held_out_probs(lambda x, mirrored: np.concatenate(
+        probs = held_out_probs(lambda x, mirrored: np.concatenate(
             [clf.predict_arrays(mirror(x[i:i + 256]) if mirrored else x[i:i + 256]) for i in range(0, len(x), 256)]),
             arrays, labels["val"], cfg)
     calibration, val_probs = {"fitted_on": "val", "val_images": len(arrays["val"]), "flip": probs["flip"]}, None
@@ -258,7 +250,7 @@ def _evaluate_test(job: Job, record: RunRecord, arrays, probs):
     evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=lambda _: probs["test"],
                              runtime=runtime)
     evaluation.seconds = round(evaluation.seconds + probs["test_seconds"], 2)  # the predictions were made before
-    save_evaluation(evaluation, images, record, model=job.net.model)
+    save_evaluation(evaluation, images, record, model=job.net.model, figures=figures or FIGURES)
     if val_probs is not None:  # chosen on validation; the test columns are only reported
         calibration["thresholds"] = abstain_thresholds(val_probs, labels["val"], evaluation.probs, evaluation.labels)
     return evaluation, calibration

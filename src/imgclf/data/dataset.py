@@ -107,8 +107,9 @@ def load_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
             object with ``index``, ``count`` and ``gather(value) -> list`` (every process's
             JSON-able value, in process order; training.exchange.WorkerShards).
             Process r checks only its shard of the files (data.shards) and the results are
-            gathered, so every process gets the same Dataset for 1/count of the checking; none
-            keeps images decoded (each decodes only its own rows later).
+            gathered, so every process gets the same Dataset for 1/count of the checking; each
+            keeps decoded only the small images it checked (``decoded``: the rest of its own
+            rows are decoded when it loads them).
 
     Returns:
         Dataset whose class names are sorted and whose paths are sorted within each split.
@@ -148,14 +149,14 @@ def _inspect_shared(found: Found, max_pixels: int, workers: int | None, keep_mb:
     if share is None or share.count == 1:
         return _inspect_all(paths, max_pixels, workers, keep_mb)
     start, stop = Shard(share.index, share.count).span(len(paths))
-    mine, _ = _inspect_all(paths[start:stop], max_pixels, workers, 0)
+    mine, kept = _inspect_all(paths[start:stop], max_pixels, workers, keep_mb)
     listing = hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).hexdigest()
     parts = share.gather({"files": listing, "infos": [i if isinstance(i, str) else astuple(i) for i in mine]})
     differ = [r for r, part in enumerate(parts) if part["files"] != listing]
     if differ:
         raise ImgclfError(f"{found.root}: worker {differ[0]} finds other files "
                           f"than worker {share.index} ({len(paths)} here); every worker needs the same data at the same path")
-    return [i if isinstance(i, str) else ImageInfo(*i) for part in parts for i in part["infos"]], {}
+    return [i if isinstance(i, str) else ImageInfo(*i) for part in parts for i in part["infos"]], kept
 
 
 def _inspect_all(paths: list[str], max_pixels: int, workers: int | None, keep_mb: float

@@ -51,6 +51,33 @@ def fit_temperature(probs, labels) -> float:
     return round(float(np.exp(fit.x)), 4)
 
 
+def held_out_probs(predict, arrays, val_labels, cfg) -> dict:
+    """The raw probabilities of val and test by ``predict(images, mirrored)``, the test-time flip
+    chosen on val only (choose_flip; test then averaged with its mirror images when it is on),
+    and the seconds the test split took. ``arrays``: {"val", "test"} images; ``cfg``: the run's
+    RunConfig. On a multi-worker run's cached path every worker calls this, predicting its shard
+    and gathering all rows (training.features.CachedData.predict), so every worker decides the same.
+
+    Example:
+        >>> held_out_probs(lambda x, mirrored: clf.predict_arrays(x), arrays, val_labels, cfg)["flip"]["flip"]
+        False
+    """
+    import time
+
+    from imgclf.config import flip_considered
+    considered = flip_considered(cfg.train.test_time_flip, cfg.data.augment.flip)
+    val = predict(arrays["val"], False) if len(arrays["val"]) else None
+    flipped = predict(arrays["val"], True) if val is not None and considered else None
+    flip = choose_flip(val, flipped, val_labels, cfg.train.test_time_flip, considered)
+    probs = {"flip": flip, "val": (val + flipped) / 2 if flip["flip"] and val is not None else val}
+    began = time.perf_counter()
+    if len(arrays["test"]):
+        test = predict(arrays["test"], False)
+        probs["test"] = (test + predict(arrays["test"], True)) / 2 if flip["flip"] else test
+    probs["test_seconds"] = round(time.perf_counter() - began, 2)
+    return probs
+
+
 def choose_flip(plain, flipped, labels, setting: str = "auto", flips_in_training: bool = True) -> dict:
     """Whether to average each prediction with its mirror image's (test-time flip), decided on
     the validation split only.
