@@ -222,9 +222,10 @@ def _finish(record: RunRecord, cfg: RunConfig, history, metrics, info: dict, ver
 def _evaluate_test(job: Job, record: RunRecord, arrays, probs, figures=None):
     """Choose the test-time flip, fit the temperature and the abstain thresholds on the
     validation split, then evaluate the calibrated model on the test split (None without one),
-    saved into the run with the ``figures`` named (None: all); returns (evaluation, run.json's "calibration").
-    On the cached path ``probs`` holds what held_out_probs gave (features.CachedData.predict: the frozen part on the
-    compiled forward the caches used, the rest as a tf.function, each worker its shard);
+    saved into the run with the ``figures`` named (None: all); returns (evaluation, run.json's
+    "calibration"). On the cached path ``probs`` holds what held_out_probs gave
+    (features.CachedData.predict: the frozen part on the compiled forward the caches used, the
+    rest as a tf.function, each worker its shard);
     otherwise the Classifier's Keras model predicts, as ``imgclf evaluate`` does.
     """
     from imgclf.deploy.predict import Classifier
@@ -250,7 +251,7 @@ def _evaluate_test(job: Job, record: RunRecord, arrays, probs, figures=None):
     evaluation = evaluate_on(clf, images, labels["test"], top_k=cfg.train.top_k, predict=lambda _: probs["test"],
                              runtime=runtime)
     evaluation.seconds = round(evaluation.seconds + probs["test_seconds"], 2)  # the predictions were made before
-    save_evaluation(evaluation, images, record, model=job.net.model, figures=figures or FIGURES)
+    save_evaluation(evaluation, images, record, model=job.net.model, figures=FIGURES if figures is None else figures)
     if val_probs is not None:  # chosen on validation; the test columns are only reported
         calibration["thresholds"] = abstain_thresholds(val_probs, labels["val"], evaluation.probs, evaluation.labels)
     return evaluation, calibration
