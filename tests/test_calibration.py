@@ -209,3 +209,14 @@ def test_the_flip_is_decided_on_validation_only(tmp_path):
     job, arrays = _job_and_arrays(val, test)  # the default: off, and the mirror images not even predicted
     assert _evaluate_test(job, RunRecord(tmp_path / "off"), arrays, None)[1]["flip"] == {
         "flip": False, "setting": "off", "reason": "train.test_time_flip: off"}
+
+
+@pytest.mark.parametrize("figures, drawn", [(None, {"confusion", "per_class", "reliability", "mistakes"}),
+                                            (("mistakes",), {"mistakes"}), ((), set())])
+def test_evaluating_the_test_split_draws_the_figures_it_is_given(tmp_path, figures, drawn):
+    from imgclf.record import RunRecord
+    from imgclf.workflow import _evaluate_test
+    job, arrays = _job_and_arrays(np.arange(30) % 3, np.arange(30) % 3)
+    record = RunRecord(tmp_path / "run")
+    _evaluate_test(job, record, arrays, None, figures)  # (): a worker whose share is empty draws none
+    assert set(record.plots()) == drawn and record.metrics_path.is_file()
